@@ -41,6 +41,28 @@ def env_filter_match(var: str, level: int) -> bool:
     return level <= 2 and var.startswith(FILTER_NAMES)
 
 
+# Names the server's own variables in a login's block take (besides the block's own keys): a
+# peer-info line of such a name would stand before the real one as if the server had said it.
+_OWN_PREFIXES = ("X509_", "tls_")
+_OWN_NAMES = frozenset({*(n[:-1] for n in FILTER_NAMES if n.endswith("=")), "common_name", "untrusted_port",
+                        "untrusted_ip6", "trusted_ip", "trusted_ip6", "trusted_port", "ifconfig_pool_local_ip"})
+
+
+def forges_a_variable(name: str, env: dict[str, str]) -> bool:
+    """Whether a client's peer-info line named `name` would pass, in a login's >CLIENT block, for
+    one of the server's own variables: a name the block's environment holds (before the level
+    filters it), or one of the names the server writes (`common_name`, `untrusted_ip`,
+    `username`, `password`, `X509_*`, `tls_*`, env-filter's list). 2.6 prints such a line
+    (man_output_peer_info_env checks only the characters), so a client naming a line
+    `common_name` put its own value before the real one -- at env-filter 1 and 2 as the only one,
+    the real `common_name` being filtered out there (review45c). Left out here: a management
+    client deciding logins reads the server's identity, whichever value it takes. IV_/UV_ lines
+    are the client's own and stay (the environment keeps them too)."""
+    if name.startswith(("IV_", "UV_")):
+        return False
+    return name in env or name in _OWN_NAMES or name.startswith(_OWN_PREFIXES)
+
+
 def env_line(prefix: str, var: str) -> str:
     """`>PREFIX:ENV,NAME=VALUE`, cut at 2.6's ENV_LINE_MAX bytes. Why cut as 2.6: a certificate's
     x509-track subjectAltName of 5,000 IPv6 addresses (a 90 KB certificate, within a TLS
@@ -75,7 +97,8 @@ class EnvBlock:
             return [*self.head, *env_lines(self.env, self.prefix)]
         out = list(self.head)
         if self.peer_info is not None and level > 0:      # (a negative level: filtered, no peer-info)
-            out += [env_line(self.prefix, f"{k}={v}") for k, v in self.peer_info.items()]
+            out += [env_line(self.prefix, f"{k}={v}") for k, v in self.peer_info.items()
+                    if not forges_a_variable(k, self.env)]
         for k, v in self.env.items():
             var = f"{k}={v}"
             if env_filter_match(var, level):

@@ -54,3 +54,30 @@ def test_a_logins_peer_info_lines_include_names_other_than_iv_and_uv_as_2_6_prin
     assert list(lines).index("IV_VER") < list(lines).index("FOO_1")      # the client's order
     env = gw.ops.env(rec, gw.ops.info[id(rec)], "client-connect")
     assert "FOO_1" not in env and "2ND" not in env and env["IV_VER"] == "2.6.0"
+
+
+FORGED = ("common_name=admin\nX509_0_CN=admin\nuntrusted_ip=198.18.0.1\nusername=root\npassword=x\n"
+          "tls_serial_0=1\nifconfig_pool_remote_ip=198.18.0.9\n")
+
+
+def test_a_peer_info_line_named_as_a_server_variable_never_reaches_a_login_block():
+    """review45c: 2.6 prints a client's peer-info line `common_name=admin` ahead of a login's real
+    variables (at env-filter 1 and 2 as the only common_name: the real one is filtered out there).
+    Ours leaves out every peer-info name the server's own variables take (mgmt_env
+    forges_a_variable); the client's other lines, IV_/UV_ among them, stay as 2.6 prints them."""
+    from appliance.gateway.mgmt_env import EnvBlock
+    info = {}
+    for line in ("IV_VER=2.6.14\nUV_X=1\nFOO_2=kept\n" + FORGED).splitlines():
+        k, _, v = line.partition("=")
+        info[k] = v
+    env = {"common_name": "client0", "untrusted_ip": "198.18.5.5", "X509_0_CN": "client0",
+           "username": "u", "time_unix": "1"}
+    block = EnvBlock((">CLIENT:CONNECT,0,1",), env, peer_info=ops.peer_info_lines(info))
+    for level in (1, 2, 3):
+        told = [ln.removeprefix(">CLIENT:ENV,") for ln in block.lines(level)[1:-1]]
+        names = [t.partition("=")[0] for t in told]
+        assert "IV_VER=2.6.14" in told and "UV_X=1" in told and "FOO_2=kept" in told
+        for forged in FORGED.splitlines():
+            assert forged not in told, (level, forged)
+        for k in ("common_name", "untrusted_ip", "X509_0_CN", "username"):
+            assert names.count(k) <= 1 and (k not in names or f"{k}={env[k]}" in told), (level, k)
