@@ -947,9 +947,12 @@ class Operations:
                        ccd=st.ccd, ccd_exclusive=st.ccd_exclusive, st=st)
         run.old_admission = tuple(getattr(cur, "admission", ()) or ())
         run.unpushed = {id(r) for r in run.todo if r.given is None}
+        # duplicate-cn and max-clients as a connect decides them (count_checks.py), over every
+        # client holding a place: those whose client-connect is pending too (admit45: they
+        # count at a connect, and were let in beside a session of their name, or over the limit).
         run.refused = refused_by_count(
-            [r for r in run.found if r.session.established and id(r) not in self.killing and not r.reload_restart],
-            st.duplicate_cn, st.max_clients, self._connected_order)
+            run.todo, st.duplicate_cn, st.max_clients, self._connected_order, d._restarted,
+            judged=lambda r: id(r) not in self.killing and not r.reload_restart and not r.session.restart_sent)
         gw.pump.timers.cancel("reload-recheck")     # an earlier reload's pass: this one checks everyone
         self._forget_old_restarts()
         fresh, now = run.fresh, gw.clock()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from .count_checks import full_for_a_newcomer
 from .server_model import StreamKey
 from .sources import source_group
 
@@ -107,7 +108,7 @@ class Admission:
         slot max-clients already counts), so a full server does not make it wait for its old
         session to time out; every other limit still applies."""
         st = self.st
-        if self.n_established >= st.max_clients and not replaces_client:
+        if full_for_a_newcomer(self.n_established, st.max_clients, replaces_client):
             return "max-clients reached"
         if self.n_half_open >= st.max_half_open:
             return "too many handshakes in progress"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 
 from .config.ccd import with_ccd_pushes, without_blocked
+from .count_checks import REPLACED_BY_RESTART, by_count, holds_a_place  # noqa: F401 - (server.py's import)
 from .errors import CcdPending, ClientRefused, ConfigError, PushDeferred
 from .events import ConnectRequested, Warning  # noqa: A004
 from .given import given_under
@@ -23,9 +24,6 @@ from .tls import CN_MAX_BYTES
 # OpenVPN's CCD_DEFAULT: the client-config-dir file for clients without one of their own (a
 # client whose name is DEFAULT is refused under ccd-exclusive, as there).
 CCD_DEFAULT = "DEFAULT"
-# Why the session a client's restart from the same address (or its peer-id) replaces ends: the
-# same client, as 2.6's one instance per address takes the new reset.
-REPLACED_BY_RESTART = "replaced by a new session from the same address"
 
 
 def ccd_refusal(ccd, exclusive: bool, cn: str) -> str | None:
@@ -103,26 +101,16 @@ class ClientPush:
             rec.block_ifconfig = ccd.block_ifconfig
             rec.block_ifconfig_ipv6 = bool(ccd.block_ifconfig_ipv6)
             rec.vid = getattr(ccd, "vlan_pvid", None)
-        # Those waiting for client-connect's verdict count as in (review11c): they were pushed to,
-        # and once the verdicts came, sessions of one name opened together were all in (one
-        # name many times with duplicate-cn off, more clients than max-clients).
-        waiting = [o for o in self._records()
-                   if o is not rec and o.connect_state == "pending" and not o.session.established]
-        if not self.st.duplicate_cn and rec.common_name:
-            # The session this one restarts (its address's, or its peer-id's after a float) is the
-            # same client, as 2.6's one instance: its end says so, not "another client".
-            restarted = self._restarted(rec)
-            for other in self._records():
-                if other is not rec and other.common_name == rec.common_name and (
-                        other.session.established or other.connect_state == "pending"):
-                    self._drop(other, REPLACED_BY_RESTART if other in restarted
-                               else f"another client connected with common name {rec.common_name}")
-            waiting = [o for o in waiting if o.alive]
-        replaced = self.by_addr.get(rec.addr) if self.pending.get(rec.addr) is rec else None
-        others = (self.admission.n_established + len(waiting)
-                  - (1 if replaced is not None and replaced.session.established else 0))
-        if others >= self.st.max_clients:
-            raise ClientRefused("max-clients reached", temporary=True)
+        # duplicate-cn and max-clients: count_checks.py, the one decision a reload's kept clients
+        # meet too. Those waiting for client-connect's verdict count as in (review11c): they were
+        # pushed to, and once the verdicts came, sessions of one name opened together were all in
+        # (one name many times with duplicate-cn off, more clients than max-clients).
+        verdict = by_count(rec, [o for o in self._records() if o is not rec and holds_a_place(o)],
+                           self._restarted(rec), self.st.duplicate_cn, self.st.max_clients)
+        for other, why in verdict.ends:
+            self._drop(other, why)
+        if verdict.refused is not None:
+            raise ClientRefused(verdict.refused, temporary=True)
         pool_full = False
         if want is not None:
             ip, mask = want[0], want[1]

@@ -188,7 +188,7 @@ def test_max_clients_lowered_ends_the_newest_clients_over_it(opki, tmp_path, cap
     old0, old1 = _rec(gw, "client0"), _rec(gw, "client1")
     holder["conf"] = conf + "max-clients 1\n"
     _reload_and_settle(w, gw, caplog)
-    assert "max-clients 1 reached (2 clients connected): disconnected" in caplog.text
+    assert "max-clients 1 reached (1 clients connected before it): disconnected" in caplog.text
     assert old0.alive and not old1.alive, "more clients kept than max-clients"
     w.run_for(10)
     assert _alive(gw, "client1") == [], "client1 got back in over max-clients"

@@ -58,12 +58,46 @@ def test_an_admission_check_added_or_changed_is_tightened_one_taken_away_is_not(
     assert tightened((), base) is None and tightened(base, base) is None
 
 
+def _held(n: int, cn: str, established: bool = True, connect_state: str | None = "done"):
+    return SimpleNamespace(common_name=cn, n=n, alive=True, connect_state=connect_state,
+                           session=SimpleNamespace(established=established))
+
+
 def test_refused_by_count_keeps_the_newest_of_a_name_and_the_oldest_under_max_clients():
     from appliance.gateway.reload_admission import refused_by_count
-    recs = [SimpleNamespace(common_name=n, n=i) for i, n in enumerate(["a", "b", "a", "c", "a"])]
+    recs = [_held(i, n) for i, n in enumerate(["a", "b", "a", "c", "a"])]
     out = refused_by_count(recs, duplicate_cn=False, max_clients=10, order=lambda r: r.n)
     assert {recs[i].n for i in range(5) if id(recs[i]) in out} == {0, 2}
     out = refused_by_count(recs, duplicate_cn=True, max_clients=3, order=lambda r: r.n)
     assert {r.n for r in recs if id(r) in out} == {3, 4} and all("max-clients 3" in v for v in out.values())
+    # As the connect path, one by one (admit45): with a(0) and b(1) established the server is
+    # full for any newcomer, whose name is not known yet at its start (2.6: at the instance's
+    # creation): a(2), c(3), a(4) refused, a(0) kept. The whole-set rule before (every older a
+    # out, then max-clients over b, c, a(4)) kept b and c and no session of the name a.
     out = refused_by_count(recs, duplicate_cn=False, max_clients=2, order=lambda r: r.n)
-    assert {r.n for r in recs if id(r) in out} == {0, 2, 4}     # a, a dropped; of b, c, a(4): a(4) over
+    assert {r.n for r in recs if id(r) in out} == {2, 3, 4}
+    # max-clients 3: a(2) finds room and ends a(0); c(3) finds room; a(4) finds b, a(2), c full.
+    out = refused_by_count(recs, duplicate_cn=False, max_clients=3, order=lambda r: r.n)
+    assert {r.n for r in recs if id(r) in out} == {0, 4}
+
+
+def test_refused_by_count_counts_a_pending_connect_and_not_a_restart_or_a_handshake():
+    from appliance.gateway.reload_admission import refused_by_count
+    old, pending = _held(0, "a"), _held(1, "b", established=False, connect_state="pending")
+    handshake = _held(2, "c", established=False, connect_state=None)
+    out = refused_by_count([old, pending, handshake], duplicate_cn=False, max_clients=1, order=lambda r: r.n)
+    assert out == {id(pending): "max-clients 1 reached (1 clients connected before it)"}
+    # a restart in place (same name, same address) of `old`, its connect pending: no other client
+    restart = _held(1, "a", established=False, connect_state="pending")
+    restarts = {id(restart): (old,)}
+    out = refused_by_count([old, restart], duplicate_cn=True, max_clients=1, order=lambda r: r.n,
+                           restarts_of=lambda r: restarts.get(id(r), ()))
+    assert out == {}
+    out = refused_by_count([old, restart], duplicate_cn=False, max_clients=1, order=lambda r: r.n,
+                           restarts_of=lambda r: restarts.get(id(r), ()))
+    assert out == {id(old): "replaced by a new session from the same address"}
+    # one told to go already holds its place (as at a connect) but gets no verdict of its own
+    told, newer = _held(0, "a"), _held(1, "a")
+    out = refused_by_count([told, newer], duplicate_cn=False, max_clients=5, order=lambda r: r.n,
+                           judged=lambda r: r is not told)
+    assert out == {}
