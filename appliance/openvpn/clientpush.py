@@ -105,8 +105,11 @@ class ClientPush:
         # meet too. Those waiting for client-connect's verdict count as in (review11c): they were
         # pushed to, and once the verdicts came, sessions of one name opened together were all in
         # (one name many times with duplicate-cn off, more clients than max-clients).
-        verdict = by_count(rec, [o for o in self._records() if o is not rec and holds_a_place(o)],
-                           self._restarted(rec), self.st.duplicate_cn, self.st.max_clients)
+        present = [o for o in self._records() if o is not rec and holds_a_place(o)]
+        verdict = by_count(rec, len(present),
+                           [o for o in present if o.common_name == rec.common_name] if rec.common_name else [],
+                           [r for r in self._restarted(rec) if r is not None and holds_a_place(r)],
+                           self.st.duplicate_cn, self.st.max_clients)
         for other, why in verdict.ends:
             self._drop(other, why)
         if verdict.refused is not None:
