@@ -34,6 +34,7 @@ from .opcodes import (CONTROL_FROM_CLIENT_OPS, EARLY_NEG_FLAG_RESEND_WKC, EARLY_
 from .peerids import PeerIds
 from .packet import decode_body_untrusted, encode_body, encode_tlv, refuse_undefined_sid_untrusted
 from .pushedsignal import restart_message
+from .refusals import RefusedLogins
 from .server_model import ClientRecord, InternalError, ServerSettings, StreamKey, V2Key
 from .session import EXITED_REASONS, Session
 from .timerheap import TimerHeap
@@ -129,6 +130,9 @@ class ServerDispatcher(ClientPush):
         self.admission = Admission(st)
         self._batch: dict[int, tuple[ClientRecord, Session]] | None = None   # begin_batch..end_batch
         self.stopping = False                 # told its clients RESTART: no new ones (restart_all)
+        # Logins refused over UDP, gone from every book, whose AUTH_FAILED is resent until acked
+        # (REFUSAL_HOLD s at most): refusals.py
+        self.refusals = RefusedLogins()
         # Called with each client as it leaves (dev tap: the switch frees its MACs, l2switch.py).
         self.on_forget: "Callable[[ClientRecord], None] | None" = None
         # Called by reconcile() with the live clients (id -> record): the data path drops what it
@@ -157,6 +161,7 @@ class ServerDispatcher(ClientPush):
         self._tls_ctx = None
         self._stateless = self._make_wrapper(None)
         self._v2_keys = None                  # the reload's tls-crypt-v2 server key, at its first WKc
+        self.refusals.clear()                 # (each keeps the wrapper of the settings it was refused under)
         self._cookie_keys.clear()
 
     def tls_context(self):
@@ -269,6 +274,8 @@ class ServerDispatcher(ClientPush):
                 if not self._float(rec, addr, now):
                     return rec, []
             return rec, self._check_sources(rec, pts)
+        if self.refusals.by_addr and self._to_refused(packet, op, addr, now):
+            return None, []
         rec = self.by_addr.get(addr)
         if rec is None:
             # A restart waiting beside a session that has ended since (its own OCC exit, a
@@ -308,6 +315,16 @@ class ServerDispatcher(ClientPush):
             self._count("packet on a TCP connection whose session ended")
             return None, []
         return self._new_client_packet(packet, addr, now)
+
+    def _to_refused(self, packet, op: int, addr, now: float) -> bool:
+        """A control packet of a refused login's session (refusals.py), read for its acks only:
+        True when it was that session's (a packet naming another session id goes on as any)."""
+        r = self.refusals.get(addr)
+        if r is None or op not in CONTROL_FROM_CLIENT_OPS or bytes(packet[1:9]) != r.peer_sid:
+            return False
+        r.receive(packet, now, self._count)
+        self.refusals.after_receive(r)
+        return True
 
     def _other_session(self, rec: ClientRecord, packet, op: int, addr, now: float):
         """A control packet from a known address but another session id: the client restarted
@@ -741,6 +758,10 @@ class ServerDispatcher(ClientPush):
             rec.v2_metadata = v2.describe()
             rec.v2_key = (v2.metadata_type, v2.metadata)
         s.owner = rec
+        if not unverified:
+            # The address starts another session (its address proven): a refused login's resending
+            # there is over (the client heard AUTH_FAILED, or gave up on it).
+            self.refusals.drop(addr)
         if self.on_create is not None:
             self.on_create(rec, restarts)
         self.admission.opened(rec, addr, client_sid if unverified else None, now)
@@ -849,6 +870,10 @@ class ServerDispatcher(ClientPush):
             elif isinstance(e, SessionClosed):
                 if not s.established:
                     self._count("handshake failed")
+                    if s.told_auth_failed and not rec.tcp and rec.alive:
+                        # Gone from the books below as any refusal; only what resends its
+                        # last word stays a while (refusals.py).
+                        self.refusals.keep(rec.addr, s, self._count)
                 elif e.reason in EXITED_REASONS and not rec.tcp and rec.alive:
                     self._note_departed(rec, max(s.last_recv, s.exit_at or 0.0))
                 self._forget(rec)
@@ -926,10 +951,17 @@ class ServerDispatcher(ClientPush):
 
     def next_deadline(self) -> float | None:
         """The earliest armed deadline (possibly early: a wake-up that finds nothing due re-arms)."""
-        return self._timers.peek()
+        d = self._timers.peek()
+        if self.refusals.by_addr:
+            r = self.refusals.next_deadline()
+            if r is not None and (d is None or r < d):
+                d = r
+        return d
 
     def handle_timer(self, now: float) -> None:
         """Run the timers of the sessions whose deadline has come, and only those."""
+        if self.refusals.by_addr:
+            self.refusals.handle_timer(now, self.out)
         for rec in self._timers.pop_due(now):
             s = rec.session
             try:
@@ -1089,6 +1121,7 @@ class ServerDispatcher(ClientPush):
     def close_all(self, now: float) -> None:
         """Exit notifications to every client; a session that fails to write its own (our bug)
         is noted in take_internal_errors and the others still get theirs."""
+        self.refusals.clear()
         for rec in self._records():
             try:
                 rec.session.close(now, "server shutting down")
