@@ -181,6 +181,7 @@ class ControlChannel:
             out, msgs = ks.tls.pump()
         except VerifyRefused as e:
             self._queue_tls(ks, e.notice)       # sent by the flush after the session ends
+            self.told_refused = bool(e.notice) and not self.is_client    # (and resent: refusals.py)
             raise
         self._queue_tls(ks, out)
         if ks.tls.verify_chain is not None and not ks.tls.verdict_asked:

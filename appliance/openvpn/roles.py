@@ -647,7 +647,7 @@ class ServerRole:
         if not ks.sent_km:
             s._send_key_method(ks)
         s._send_text("AUTH_FAILED," + client_reason if client_reason else "AUTH_FAILED", ks)
-        s.told_auth_failed = True
+        s.told_refused = True
         s._fail(reason, restart=False)
 
     def keys_installed(self, ks: KeyState) -> None:
@@ -725,7 +725,7 @@ class ServerRole:
             if not ks.sent_km and ((ks.phase is KS.KEY_EXCHANGE and ks.remote_km is not None) or first_refused):
                 s._send_key_method(ks)
             s._send_text("AUTH_FAILED,TEMP" if temporary else "AUTH_FAILED", ks)
-            s.told_auth_failed = True
+            s.told_refused = True
         s._fail(reason, restart=False)
 
     def exit_notification(self) -> None:

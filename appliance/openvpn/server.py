@@ -870,7 +870,7 @@ class ServerDispatcher(ClientPush):
             elif isinstance(e, SessionClosed):
                 if not s.established:
                     self._count("handshake failed")
-                    if s.told_auth_failed and not rec.tcp and rec.alive:
+                    if s.told_refused and not rec.tcp and rec.alive:
                         # Gone from the books below as any refusal; only what resends its
                         # last word stays a while (refusals.py).
                         self.refusals.keep(rec.addr, s, self._count)

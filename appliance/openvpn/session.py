@@ -250,9 +250,10 @@ class Session(ControlChannel):
         self.token = cfg.auth_token if cfg.auth_token is not None else AuthToken()
         self.cc_exit = False
         self.restart_sent = False           # server: told this client RESTART/HALT (stopping, client-kill): tell_restart
-        # server: this session's last word was AUTH_FAILED (roles.py): over UDP the dispatcher keeps
-        # what resends it after the session ends (refusals.py)
-        self.told_auth_failed = False
+        # server: this session's last word was a refusal -- AUTH_FAILED (roles.py) or tls-verify's
+        # notice (control.py _advance): over UDP the dispatcher keeps what resends it after the
+        # session ends (refusals.py)
+        self.told_refused = False
         self.exit_at: float | None = None   # server: the client's EXIT ends the session then (hold_exit)
         self.established = False
         self.last_recv = now

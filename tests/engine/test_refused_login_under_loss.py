@@ -21,9 +21,9 @@ from tests.engine.test_server_dispatcher import pki  # noqa: F401 - the fixture
 from tests.engine.test_server_security import _mk_client
 
 
-def _server(pki, defer: bool) -> ServerDispatcher:  # noqa: F811
+def _server(pki, defer: bool, tls_verify: bool = False) -> ServerDispatcher:  # noqa: F811
     stls = TlsSettings(_pem(pki["ca"][0]), _pem(pki["server"][0]), _kpem(pki["server"][1]), True,
-                       remote_cert_tls="client")
+                       remote_cert_tls="client", hold_for_verdict=tls_verify)
     st = ServerSettings(
         session_config=lambda pid: SessionConfig(Role.SERVER, stls, None, peer_id=pid, ping=10, ping_restart=60,
                                                  verify_user=lambda u, p, cn: p == "right", defer_auth=defer),
@@ -35,9 +35,10 @@ def _told_auth_failed(s) -> bool:
     return s.closed and any(isinstance(e, ev.SessionClosed) and "AUTH_FAILED" in e.reason for e in s.events)
 
 
-def _run(d, a, addr, start: float, until: float, drop_client: bool = False, whole: bool = False) -> float | None:
+def _run(d, a, addr, start: float, until: float, drop_client: bool = False, whole: bool = False,
+         done=_told_auth_failed) -> float | None:
     """Timers and packets both ways every 0.25 s from `start`; the time the client was told
-    AUTH_FAILED (None: not by `until`), when it was, unless `whole` (on to `until`).
+    AUTH_FAILED (`done`; None: not by `until`), when it was, unless `whole` (on to `until`).
     `drop_client`: the client's packets are all lost."""
     t, told = start, None
     while t <= until:
@@ -55,7 +56,7 @@ def _run(d, a, addr, start: float, until: float, drop_client: bool = False, whol
                     moved += 1
             if not moved:
                 break
-        if told is None and _told_auth_failed(a):
+        if told is None and done(a):
             told = t
             if not whole:
                 break
@@ -179,3 +180,22 @@ def test_the_same_port_starting_over_drops_the_remnant_and_gets_in(pki):  # noqa
     d.auth_result(new, 0, True, 2.6)
     _run(d, b, addr, 2.6, 4.0, whole=True)
     assert _up(b) and new.session.established and d.admission.n_established == 1
+
+
+def test_a_tls_verify_refusal_whose_notice_was_lost_is_sent_again(pki):  # noqa: F811
+    """tls-verify saying no: the refused client is told by a notice (tls.REFUSAL_NOTICE, a TLS
+    error that ends its handshake at once, not at hand-window); lost, it is resent the same way."""
+    addr = ("198.18.0.84", 40000)
+    d = _server(pki, False, tls_verify=True)
+    a = _mk_client(pki, pki["clients"][0], username="alice", password="right")
+    _pump(d, [(a, addr)])
+    asked = [(r, e) for r, e in d.events if isinstance(e, ev.TlsVerifyRequested)]
+    assert len(asked) == 1
+    rec, e = asked[0]
+    d.tls_verify_result(rec, e.key_id, False, 1.0, check=e.check)
+    assert [p for p, to in d.take_outgoing() if to == addr], "the refusal sent nothing"
+    assert not rec.alive and d.by_addr.get(addr) is None and d.refusals.get(addr) is not None
+    assert not a.closed
+    t = _run(d, a, addr, 1.0, 1.0 + REFUSAL_HOLD, done=lambda s: s.closed)
+    assert t is not None, "the client never heard the refusal: the lost notice was not sent again"
+    assert not _up(a) and any(isinstance(x, ev.SessionClosed) and x.tls_error for x in a.events)
