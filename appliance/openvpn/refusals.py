@@ -114,6 +114,16 @@ class RefusedLogin:
         return d
 
 
+def _retire(r: RefusedLogin) -> None:
+    """`r` is over: what it held goes now. Why not left to the garbage collector: the timer heap
+    keeps a dropped one's entry until its time surfaces (timerheap.py's lazy invalidation), and
+    under a flood of refusals REFUSALS_MAX is passed by evictions -- each stale entry then holds
+    only this emptied object, not its messages and wrapper."""
+    r.alive = False
+    r.reliables = {}
+    r.wrapper = None
+
+
 class RefusedLogins:
     """The server's RefusedLogin remnants, by client address, oldest first (REFUSALS_MAX)."""
 
@@ -145,7 +155,7 @@ class RefusedLogins:
         self.drop(addr)
         while len(self.by_addr) >= REFUSALS_MAX:
             _, old = self.by_addr.popitem(last=False)
-            old.alive = False
+            _retire(old)
             count(EVICTED)
         r = RefusedLogin(addr, session.own_sid, session.peer_sid, session.wrapper, rels, sent_at + REFUSAL_HOLD)
         self.by_addr[addr] = r
@@ -158,11 +168,11 @@ class RefusedLogins:
     def drop(self, addr) -> None:
         r = self.by_addr.pop(addr, None)
         if r is not None:
-            r.alive = False
+            _retire(r)
 
     def clear(self) -> None:
         for r in self.by_addr.values():
-            r.alive = False
+            _retire(r)
         self.by_addr.clear()
 
     def after_receive(self, r: RefusedLogin) -> None:
