@@ -41,6 +41,8 @@ TSO_FLAGS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN
 READ_SIZE = 65535 + offload.VNET_HDR_LEN
 HEADROOM = 64          # room before each read packet for the wire header, so sealing can go in place
 POOL_START = 4         # read buffers made with the device (read_batch adds more as batches grow)
+MAX_READ = 65535       # the largest read: a TSO super-packet, or an IP packet at the largest MTU
+FRAME_EXTRA = 18       # a TAP frame beyond its MTU: the Ethernet header and one VLAN tag
 
 
 def refuse_router_adverts(name: str) -> None:
@@ -72,7 +74,7 @@ class TunDevice:
             vnet_hdr = False
         self.tap = tap
         self.fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
-        self.mtu = mtu
+        self._mtu = mtu
         self.vnet_hdr = False
         self.offload_note = ""
         flags = (IFF_TAP if tap else IFF_TUN) | IFF_NO_PI | (IFF_VNET_HDR if vnet_hdr else 0)
@@ -123,12 +125,39 @@ class TunDevice:
         # Each entry: (the buffer, the iovec list readv fills), built once, not per read. The
         # first few are made with the device (a client opens it ahead of need): zeroing 64 KB
         # buffers at the first read cost ~0.1 ms on the way to a client's first packet.
-        self._pool: list[tuple[memoryview, list]] = []
-        self._hdr = memoryview(bytearray(offload.VNET_HDR_LEN))
+        self._init_pool()
         for _ in range(POOL_START):
             self._pool_add()
         self.stats = {"read": 0, "written": 0, "write_dropped": 0, "super_packets": 0, "segments": 0,
-                      "gro_writes": 0, "gro_segments": 0, "gro_bad_checksums": 0, "offload_refused": 0}
+                      "gro_writes": 0, "gro_segments": 0, "gro_bad_checksums": 0, "offload_refused": 0,
+                      "spilled": 0}
+
+    def _init_pool(self) -> None:
+        """read_batch's buffers. Each pool buffer holds one packet of the device's MTU (a frame,
+        for TAP) behind HEADROOM; what a read brings beyond that lands in one spill buffer of the
+        device, shared by all its pool buffers (the same readv: no second read, no truncation).
+        Why not 64 KiB each, as before: the pool grows to a batch's packet count (64), so
+        64 KiB buffers held ~4.2 MB for packets of 1,500 bytes. Only a TSO super-packet (TSO
+        offered) or a packet over the MTU we were told (an MTU raised behind our back) spills:
+        it is joined into the spill buffer (one MTU's copy) and split, or copied out whole."""
+        self._hdr = memoryview(bytearray(offload.VNET_HDR_LEN))
+        self._pool = []
+        self._spill = memoryview(bytearray(MAX_READ))
+        self._size = self._pool_size()
+
+    def _pool_size(self) -> int:
+        return min(MAX_READ, max(576, self._mtu + (FRAME_EXTRA if self.tap else 0)))
+
+    @property
+    def mtu(self) -> int:
+        return self._mtu
+
+    @mtu.setter
+    def mtu(self, mtu: int) -> None:
+        """A new MTU (a pushed tun-mtu) resizes the pool buffers as read_batch next takes them:
+        packets of the new MTU then read without spilling."""
+        self._mtu = mtu
+        self._size = self._pool_size()
 
     def fileno(self) -> int:
         return self.fd
@@ -193,15 +222,15 @@ class TunDevice:
         Segments cut from a TSO super-packet are bytearrays of their own, without HEADROOM: nothing
         seals in place (DataKey.seal returns fresh bytes), so room in front would save no copy."""
         out: list = []
-        fd, hlen, pool = self.fd, self.hlen, self._pool
+        fd, hlen, pool, size = self.fd, self.hlen, self._pool, self._size
         hdr = self._hdr if hlen else None
         readv = os.readv
         i = 0
         calls = 0
         while len(out) < max_packets and calls < 2 * max_packets:
             calls += 1                  # empty or header-only reads count too: a batch is bounded
-            if i == len(pool):
-                self._pool_add()
+            if i == len(pool) or len(pool[i][0]) != HEADROOM + size:
+                self._pool_add(i)
             buf, iov = pool[i]
             try:
                 n = readv(fd, iov)
@@ -214,7 +243,16 @@ class TunDevice:
             if n <= hlen:
                 continue
             n -= hlen
-            pkt = buf[HEADROOM:HEADROOM + n]
+            if n > size:
+                # Beyond the pool buffer: the rest is in the spill buffer; join it there.
+                spill = self._spill
+                spill[:size] = buf[HEADROOM:HEADROOM + size]
+                pkt = spill[:n]
+                if not (hlen and hdr[1]):       # not a super-packet: a copy of its own
+                    pkt = bytearray(pkt)        # (the next spill reuses the buffer)
+                    self.stats["spilled"] += 1
+            else:
+                pkt = buf[HEADROOM:HEADROOM + n]
             # hdr[1]: gso_type, hdr[0] & 1: NEEDS_CSUM -- both 0 unless TSO/CSUM offload is on
             if hlen and (hdr[1] or hdr[0] & offload.F_NEEDS_CSUM):
                 flags, gso_type, _hl, gso_size, cstart, coff = offload.parse_vnet_hdr(hdr)
@@ -237,9 +275,17 @@ class TunDevice:
         self.stats["read"] += len(out)
         return out
 
-    def _pool_add(self) -> None:
-        b = memoryview(bytearray(HEADROOM + 65535))
-        self._pool.append((b, [self._hdr, b[HEADROOM:]] if self.hlen else [b[HEADROOM:]]))
+    def _pool_add(self, i: int | None = None) -> None:
+        """A buffer at the pool's place `i` (appended when i is its length or None): its packet
+        part, then the spill buffer's rest up to MAX_READ in the same iovec list."""
+        size = self._size
+        b = memoryview(bytearray(HEADROOM + size))
+        iov = [b[HEADROOM:], self._spill[size:]]
+        entry = (b, [self._hdr, *iov] if self.hlen else iov)
+        if i is None or i == len(self._pool):
+            self._pool.append(entry)
+        else:
+            self._pool[i] = entry
 
     def _refresh_local(self) -> None:
         """The TUN's own IPv4 address, at most once a LOCAL_REFRESH: segments to it are merged

@@ -209,7 +209,8 @@ def test_tun_empty_reads_do_not_extend_a_batch_without_bound():
         except BlockingIOError:
             pass
         dev = TunDevice.__new__(TunDevice)
-        dev.fd, dev.hlen, dev._pool, dev.name = b.fileno(), 0, [], "fake"
+        dev.fd, dev.hlen, dev.name, dev.tap, dev._mtu = b.fileno(), 0, "fake", False, 1500
+        dev._init_pool()
         dev.stats = {"read": 0, "super_packets": 0, "segments": 0}
         dev.read_batch(4)
         left = 0

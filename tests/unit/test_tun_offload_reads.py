@@ -32,11 +32,11 @@ def fake_tun(request, monkeypatch):
     b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
     b.setblocking(False)
     dev = TunDevice.__new__(TunDevice)
-    dev.fd, dev.hlen, dev.name, dev._pool = b.fileno(), offload.VNET_HDR_LEN, "fake", []
-    dev._hdr = memoryview(bytearray(offload.VNET_HDR_LEN))
+    dev.fd, dev.hlen, dev.name, dev.tap, dev._mtu = b.fileno(), offload.VNET_HDR_LEN, "fake", False, 1500
+    dev._init_pool()
     dev.buf = bytearray(device.READ_SIZE)
     dev.view = memoryview(dev.buf)
-    dev.stats = {"read": 0, "super_packets": 0, "segments": 0, "offload_refused": 0}
+    dev.stats = {"read": 0, "super_packets": 0, "segments": 0, "offload_refused": 0, "spilled": 0}
     yield dev, a
     a.close()
     b.close()

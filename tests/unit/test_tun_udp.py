@@ -20,7 +20,7 @@ from scapy.packet import Raw
 
 from appliance.router.links import configure_tun
 from appliance.transport.udp import UdpTransport
-from appliance.tun import offload
+from appliance.tun import device as device_module, offload
 from appliance.tun.device import TunDevice
 from lab.netns import Netns, wait_oper_up
 
@@ -241,6 +241,67 @@ def test_tun_vnet_hdr_tso_super_packets_split(netns, tso, read, off):
                 assert tun.stats["super_packets"] == 0, "super-packets without TSO asked for (or turned off)"
             assert tun.stats["offload_refused"] == 0
             assert segments >= len(data) // 1460
+        finally:
+            if sock is not None:
+                sock.close()
+            tun.close()
+
+
+@pytest.mark.parametrize("tso", [False, True])
+def test_tun_read_pool_sized_by_the_mtu_and_packets_over_it_still_whole(netns, tso):
+    """A batch of 64 packets of the MTU (1,500) must leave read buffers of that order, not 64
+    buffers of 64 KiB (~4.2 MB, held for the device's life, before). Packets still arrive whole: at the
+    MTU, and over it when the device's MTU is raised behind the gateway's back (9,000) or told
+    to it (a pushed tun-mtu); with TSO offered or not (super-packets: the test above)."""
+    import tracemalloc
+
+    ns = netns()
+    name = f"uttp{int(tso)}"
+    with _inside(ns):
+        tun = TunDevice(name, vnet_hdr=True, mtu=1500, tso=tso)
+        sock = None
+        try:
+            configure_tun(tun.name, TUN_ADDR, 24, 1500)
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setsockopt(socket.IPPROTO_IP, 10, 2)       # IP_MTU_DISCOVER = IP_PMTUDISC_DO: DF set
+            sock.bind((TUN_ADDR, 0))
+
+            def datagrams(count: int, payload: int, timeout: float = 5.0) -> list[bytes]:
+                """Send `count` UDP datagrams of `payload` bytes into the TUN; read them back."""
+                sent = [bytes([i]) * payload for i in range(count)]
+                for d in sent:
+                    sock.sendto(d, (TUN_PEER, 9))
+                got: list[bytes] = []
+                end = time.monotonic() + timeout
+                while len(got) < count and time.monotonic() < end:
+                    if not _wait_readable(tun, end - time.monotonic()):
+                        break
+                    for p in tun.read_batch(64):
+                        if p[0] >> 4 == 4 and p[9] == 17:
+                            assert _valid(bytes(p)), "a read packet's checksums do not match"
+                            got.append(bytes(p))
+                assert [g[28:] for g in got] == sent, f"{len(got)} of {count} datagrams came whole"
+                return got
+
+            tracemalloc.start()
+            try:
+                got = datagrams(64, 1500 - 28)
+                # what the device module still holds after the batch: its read buffers and their
+                # views, now ~64 x 2.2 KB (4 made with the device, before tracing)
+                held = sum(t.size for t in tracemalloc.take_snapshot().filter_traces(
+                    [tracemalloc.Filter(True, device_module.__file__)]).traces)
+            finally:
+                tracemalloc.stop()
+            assert all(len(g) == 1500 for g in got)
+            assert held < 200_000, f"after reading 64 packets of 1,500 bytes the device holds {held:,} bytes"
+            assert tun.stats["spilled"] == 0
+
+            _ip("link", "set", "dev", tun.name, "mtu", "9000")      # not told to the device
+            assert len(datagrams(2, 9000 - 28)[0]) == 9000
+            assert tun.stats["spilled"] == 2
+            tun.mtu = 9000                                          # told, as a pushed tun-mtu is
+            assert len(datagrams(2, 9000 - 28)[0]) == 9000
+            assert tun.stats["spilled"] == 2
         finally:
             if sock is not None:
                 sock.close()
