@@ -285,6 +285,10 @@ def test_tun_read_pool_sized_by_the_mtu_and_packets_over_it_still_whole(netns, t
 
             tracemalloc.start()
             try:
+                other = TunDevice(f"{name}b", vnet_hdr=True, mtu=1500, tso=tso)   # opened while traced
+                at_open = sum(t.size for t in tracemalloc.take_snapshot().filter_traces(
+                    [tracemalloc.Filter(True, device_module.__file__)]).traces)
+                other.close()
                 got = datagrams(64, 1500 - 28)
                 # what the device module still holds after the batch: its read buffers and their
                 # views, now ~64 x 2.2 KB (4 made with the device, before tracing)
@@ -292,6 +296,8 @@ def test_tun_read_pool_sized_by_the_mtu_and_packets_over_it_still_whole(netns, t
                     [tracemalloc.Filter(True, device_module.__file__)]).traces)
             finally:
                 tracemalloc.stop()
+            print(f"device at open: {at_open:,} bytes; after 64 packets: {held:,}")
+            assert at_open < 20_000, f"a device holds {at_open:,} bytes from its open"
             assert all(len(g) == 1500 for g in got)
             assert held < 200_000, f"after reading 64 packets of 1,500 bytes the device holds {held:,} bytes"
             assert tun.stats["spilled"] == 0
