@@ -103,3 +103,33 @@ def test_tls_pumps_reuse_their_read_buffer_not_one_per_pump(monkeypatch):
     t.start()
     t.join(30)
     assert not t.is_alive() and len(made) == 1                  # another thread later: the spare again
+
+
+def test_a_udp_socket_holds_no_zeroed_64_kib_buffer_and_its_python_receive_still_works(monkeypatch):
+    """soak45: the Python receive's 64 KiB buffer was a zero-filled bytearray made with every
+    UdpTransport (resident at once, though the compiled receive never uses it); now anonymous
+    pages, resident once written. The Python receive still reads a datagram of 60,000 bytes whole."""
+    from appliance.transport import udp
+
+    tracemalloc.start()
+    try:
+        t = udp.UdpTransport(("127.0.0.1", 0), gro=False)
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        assert held < 16_000, f"a UDP transport holds {held:,} bytes from its open"
+        monkeypatch.setattr(t, "_recv_from_many", None)          # the Python receive
+        data = bytes(range(256)) * 234 + b"end"
+        s.sendto(data, t.sock.getsockname())
+        got: list = []
+        for _ in range(50):
+            if select.select([t.sock], [], [], 0.2)[0]:
+                got += t.recv_batch(8)
+            if got:
+                break
+        assert [g[0] for g in got] == [data]
+    finally:
+        s.close()
+        t.sock.close()
