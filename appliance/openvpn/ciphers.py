@@ -122,6 +122,25 @@ def is_supported(name: str) -> bool:
     return name.upper() in REGISTRY
 
 
+def choose(peer_info: dict[str, str], data_ciphers, fallback: str | None) -> str | None:
+    """The data cipher a server gives a client: the first of `data_ciphers` the client offers
+    (IV_CIPHERS), or that a 2.4 client (IV_NCP=2) takes; else `fallback` (data-ciphers-fallback);
+    else None. One place for the session's choice and a per-client file's check of it
+    (clientpush.py: a ccd `data-ciphers` / `cipher` line)."""
+    theirs = peer_info.get("IV_CIPHERS")
+    if theirs:
+        offered = theirs.upper().split(":")
+        for c in data_ciphers:
+            if c in offered and is_supported(c):
+                return c
+    elif peer_info.get("IV_NCP") == "2":
+        for c in data_ciphers:
+            s = spec(c)
+            if s is not None and s.ncp2:
+                return c
+    return fallback or None
+
+
 def names() -> list[str]:
     """Supported names, sorted (for error messages)."""
     return sorted(REGISTRY)

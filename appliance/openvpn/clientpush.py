@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 
+from . import ciphers
+from .compression import missing_library
 from .config.ccd import with_ccd_pushes, without_blocked
 from .count_checks import REPLACED_BY_RESTART, by_count, holds_a_place  # noqa: F401 - (server.py's import)
 from .errors import CcdPending, ClientRefused, ConfigError, PushDeferred
@@ -88,6 +90,8 @@ class ClientPush:
         else:
             rec.given = given_under(self.st, ccd)
         rec.ccd = ccd
+        if ccd is not None:
+            self._session_options(s, ccd)
         pool = self.st.pool
         want = want6 = None
         if ccd is not None:
@@ -430,8 +434,50 @@ class ClientPush:
         if prev is not None and prev.alive and key in (prev.iroutes6 if six else prev.iroutes):
             table.add(key, prev)
 
+    @staticmethod
+    def _session_options(s: Session, ccd) -> None:
+        """A per-client file's lines for the client's own session, as OpenVPN 2.6 applies them
+        to the client's instance (init.c do_deferred_options after multi.c's import): its
+        keepalive timers (ping-exit ends a server's client as ping-restart does: the earlier
+        of the two), its compression framing, refused as 2.6 refuses it when the server says
+        `allow-compression no`. Its data cipher cannot change here -- the keys were made
+        with it before the file was read, where 2.6 chooses at the push -- so a `data-ciphers`,
+        `cipher` or `data-ciphers-fallback` line is checked instead: a line that would have
+        chosen another cipher for this client refuses it, naming the line; one that chooses the
+        same (for a client that negotiates, `cipher` never does in 2.6) changes nothing."""
+        where = getattr(ccd, "where", {})
+        if getattr(ccd, "ping", None) is not None:
+            s.ping_interval = ccd.ping
+        restart = [n for n in (ccd.ping_restart if getattr(ccd, "ping_restart", None) is not None
+                               else s.ping_restart, getattr(ccd, "ping_exit", None)) if n]
+        if getattr(ccd, "ping_restart", None) is not None or getattr(ccd, "ping_exit", None):
+            s.ping_restart = min(restart) if restart else 0
+        comp = getattr(ccd, "comp", None)
+        if comp is not None:
+            if comp in ("lzo", "lz4", "lz4-v2"):
+                if s.cfg.comp_stub_only:
+                    raise ClientRefused(f"{where.get('comp', '')}: compression is not allowed since "
+                                        "allow-compression is set to 'no' (as OpenVPN 2.6 refuses the client: "
+                                        "\"invalid compression options\")")
+                if (pkg := missing_library(comp)) is not None:
+                    raise ClientRefused(f"{where.get('comp', '')}: decompressing {comp} needs the Python "
+                                        f"package {pkg}, which this installation lacks")
+            s.comp = comp
+        names, fb = getattr(ccd, "data_ciphers", None), getattr(ccd, "fallback", None)
+        if names is None and fb is None:
+            return
+        fallback = s.cfg.data_ciphers_fallback
+        if fb is not None and (fb[1] or fallback):
+            fallback = fb[0]
+        want = ciphers.choose(s.peer_info, names if names is not None else s.cfg.data_ciphers, fallback)
+        if want != s.cipher:
+            raise ClientRefused(f"{where.get('cipher', '')}: would give this client the data cipher "
+                                f"{want or 'none (no common cipher)'}; its keys use {s.cipher} already, chosen "
+                                "before the file was read (a per-client cipher choice is not supported here)")
+
     def _apply_connect_options(self, rec: ClientRecord, ccd) -> None:
         opts = rec.connect_opts
+        self._session_options(rec.session, ccd)
         if getattr(ccd, "vlan_pvid", None) is not None:
             rec.vid = ccd.vlan_pvid              # (vlan-tagging: the client's VLAN, as a ccd's)
         want = getattr(ccd, "ifconfig_push", None)

@@ -46,7 +46,6 @@ from typing import Callable
 from . import events as ev
 from . import ciphers
 from .authtoken import AuthToken
-from .ciphers import is_supported
 from .compression import SEND_FRAMING, DecompressError, compressed, decompress
 from .compstub import compress_stub, decompress_stub, framing_byte
 from .control import CONTROL_BURST, ControlChannel
@@ -952,20 +951,10 @@ class Session(ControlChannel):
 
     # ---- server side (kept here: the cipher registry work edits it in place)
     def _negotiate_cipher(self) -> str:
-        theirs = self.peer_info.get("IV_CIPHERS")
-        if theirs:
-            offered = theirs.upper().split(":")
-            for c in self.cfg.data_ciphers:
-                if c in offered and is_supported(c):
-                    return c
-        elif self.peer_info.get("IV_NCP") == "2":
-            for c in self.cfg.data_ciphers:
-                spec = ciphers.spec(c)
-                if spec is not None and spec.ncp2:
-                    return c
-        if self.cfg.data_ciphers_fallback:
-            return self.cfg.data_ciphers_fallback
-        raise RemoteProtocolError("no common data cipher with the client")
+        c = ciphers.choose(self.peer_info, self.cfg.data_ciphers, self.cfg.data_ciphers_fallback)
+        if c is None:
+            raise RemoteProtocolError("no common data cipher with the client")
+        return c
 
     # ---- keys
     def _key_block(self, ks: KeyState) -> bytes:

@@ -55,6 +55,13 @@ def _merge(a, b):
     c.vlan_pvid = b.vlan_pvid if b.vlan_pvid is not None else a.vlan_pvid
     c.block_ifconfig = a.block_ifconfig or b.block_ifconfig
     c.block_ifconfig_ipv6 = b.block_ifconfig_ipv6 if b.block_ifconfig_ipv6 is not None else a.block_ifconfig_ipv6
+    # compat45: the session's lines, the later part's value winning; a fallback stays on once on.
+    for f in ("ping", "ping_restart", "ping_exit", "comp", "data_ciphers"):
+        setattr(c, f, getattr(b, f) if getattr(b, f) is not None else getattr(a, f))
+    if b.fallback is not None:
+        c.fallback = (b.fallback[0], b.fallback[1] or bool(a.fallback and a.fallback[1]))
+    else:
+        c.fallback = a.fallback
     return c
 
 

@@ -93,13 +93,13 @@ def test_ccd_ipv6_lines():
 @pytest.mark.parametrize("line, why", [
     ("iroute-ipv6 198.18.5.0/24", "not an IPv6 address[/bits]"),
     ("iroute-ipv6 fd00:99::/200", "not a prefix length"),
-    ("iroute-ipv6 fd00:99::/48 fd00:99::/49", "not supported in a client-config-dir file"),
+    ("iroute-ipv6 fd00:99::/48 fd00:99::/49", "takes 1 argument, not 2"),
     ("ifconfig-ipv6-push 198.19.0.5/24", "not an IPv6 address[/bits]"),
     ("ifconfig-ipv6-push fd00:77::50/64 bogus", "not an IPv6 address[/bits]"),
     ("ifconfig-ipv6-push fd00:77::50/128", "not a usable tunnel address"),
     ("ifconfig-ipv6-push ::/64", "not a usable tunnel address"),
     ("ifconfig-ipv6-push ff02::1/64", "not a usable tunnel address"),
-    ("ifconfig-ipv6-push fd00:77::50/64 fd00:77::1 x", "not supported in a client-config-dir file"),
+    ("ifconfig-ipv6-push fd00:77::50/64 fd00:77::1 x", "takes 1 to 2 arguments, not 3"),
 ])
 def test_bad_ccd_lines_fail_at_their_line(line, why):
     with pytest.raises(ConfigError) as ei:

@@ -1,0 +1,94 @@
+"""A per-client file's lines for the client's own session (compat45), as OpenVPN 2.6.14 applies
+them to the client's instance (multi.c imports them with CLIENT_CONNECT_OPT_MASK, init.c
+do_deferred_options): `ping` / `ping-restart` / `ping-exit` set that client's server-side
+keepalive timers, `comp-lzo` / `compress` its compression framing, and a `data-ciphers` /
+`cipher` line that would choose another data cipher than its keys use refuses it, naming the
+line (here the cipher is chosen before the file is read; 2.6 chooses at the push). Before,
+each of these lines refused the client ("not supported in a client-config-dir file").
+"""
+from __future__ import annotations
+
+from appliance.openvpn import wrapping
+from appliance.openvpn.config import parse_ccd
+from appliance.openvpn.server import AddressPool, ServerDispatcher, ServerSettings
+from appliance.openvpn.session import Role, SessionConfig
+from appliance.openvpn.tls import TlsSettings
+from tests.engine.test_server_dispatcher import _client, _kpem, _pem, _pump, _server, _up, pki  # noqa: F401
+
+HOME = ("198.18.0.47", 1194)
+CN = "client6"
+
+
+def _connect(pki, text: str, **kw):  # noqa: F811
+    d = _server(pki, "none", ccd=lambda cn: parse_ccd(text, "ccd/client6") if cn == CN else None, **kw)
+    s = _client(pki, pki["clients"][6], wrapping.PlainWrapper)
+    _pump(d, [(s, HOME)], now=0.5)
+    return d, s
+
+
+def _server_session(d):
+    return d.by_addr[HOME].session
+
+
+def test_ping_lines_set_that_clients_server_side_timers(pki):  # noqa: F811
+    d, s = _connect(pki, "ping 7\nping-restart 25\n")
+    assert _up(s), d.events
+    ss = _server_session(d)
+    assert (ss.ping_interval, ss.ping_restart) == (7, 25)      # the server's own: 10 and 60
+
+
+def test_ping_exit_ends_the_client_as_ping_restart_the_earlier_of_the_two(pki):  # noqa: F811
+    d, s = _connect(pki, "ping-exit 15\n")
+    assert _up(s), d.events
+    assert _server_session(d).ping_restart == 15
+    d, s = _connect(pki, "ping-exit 90\n")
+    assert _server_session(d).ping_restart == 60               # the server's 60 comes first
+
+
+def test_comp_lzo_no_frames_that_client_with_the_lzo_stub(pki):  # noqa: F811
+    d, s = _connect(pki, "comp-lzo no\npush \"comp-lzo no\"\n")
+    assert _up(s), d.events
+    assert _server_session(d).comp == "lzo-stub"
+    assert s.comp == "lzo-stub", "the pushed line frames the client the same way"
+
+
+def test_compress_stub_v2_and_a_client_without_the_line_keeps_the_servers(pki):  # noqa: F811
+    d, s = _connect(pki, "compress stub-v2\n")
+    assert _server_session(d).comp == "stub-v2"
+    d, s = _connect(pki, "push \"route 198.18.7.0 255.255.255.0\"\n")
+    assert _server_session(d).comp is None
+
+
+def test_a_cipher_line_changes_nothing_for_a_client_that_negotiates(pki):  # noqa: F811
+    d, s = _connect(pki, "cipher AES-128-CBC\n")
+    assert _up(s), d.events
+    assert _server_session(d).cipher == "AES-256-GCM"
+
+
+def test_data_ciphers_choosing_another_cipher_refuses_the_client_naming_the_line(pki):  # noqa: F811
+    d, s = _connect(pki, "push \"route 198.18.7.0 255.255.255.0\"\ndata-ciphers CHACHA20-POLY1305\n")
+    assert not _up(s)
+    why = " ".join(str(e) for _r, e in d.events)
+    assert "ccd/client6:2:" in why and "CHACHA20-POLY1305" in why, why
+
+
+def test_data_ciphers_choosing_the_same_cipher_connects(pki):  # noqa: F811
+    d, s = _connect(pki, "data-ciphers AES-256-GCM:CHACHA20-POLY1305\n")
+    assert _up(s), d.events
+
+
+def test_real_compression_under_allow_compression_no_refuses_as_26(pki):  # noqa: F811
+    """2.6 (multi.c): "client has been rejected due to invalid compression options"."""
+    stls = TlsSettings(_pem(pki["ca"][0]), _pem(pki["server"][0]), _kpem(pki["server"][1]), True,
+                       remote_cert_tls="client")
+    st = ServerSettings(
+        session_config=lambda pid: SessionConfig(Role.SERVER, stls, None, peer_id=pid, ping=10, ping_restart=60,
+                                                 comp_stub_only=True),
+        protection="none", pool=AddressPool("198.19.0.0", "255.255.255.0", "subnet"),
+        ccd=lambda cn: parse_ccd("comp-lzo yes\n", "ccd/client6"))
+    d = ServerDispatcher(st, 0.0)
+    s = _client(pki, pki["clients"][6], wrapping.PlainWrapper)
+    _pump(d, [(s, HOME)], now=0.5)
+    assert not _up(s)
+    why = " ".join(str(e) for _r, e in d.events)
+    assert "ccd/client6:1:" in why and "allow-compression" in why, why
