@@ -4,7 +4,7 @@ taken out -- the server's `push` lines, and the topology/route-gateway/route Ope
 same list -- while the client's own later `push` lines stay; `ifconfig` and `ifconfig-ipv6`, as
 those words exactly, stop the address being pushed. The common use: a server pushing
 redirect-gateway or routes to everyone, and a few clients that must not get them. Before, the
-line refused that client ("not supported in a client-config-dir file"); in the server's own
+line refused that client (an unsupported per-client line, then); in the server's own
 config it is refused at its line, as OpenVPN refuses it there."""
 from __future__ import annotations
 

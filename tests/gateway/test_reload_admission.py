@@ -31,7 +31,7 @@ def test_a_ccd_file_broken_at_a_reload_refuses_its_client_not_keeps_its_old_irou
                                            "client1": "iroute 198.18.91.0 255.255.255.0\n"})
     old0, old1 = _rec(gw, "client0"), _rec(gw, "client1")
     assert old0.iroutes == [ipaddress.IPv4Network("198.18.90.0/24")]
-    (ccd / "client0").write_text("ifconfig-pushh 198.19.0.9 255.255.255.0\n")   # the iroute gone, a typo
+    (ccd / "client0").write_text("ifconfig-push 198.19.0.9 255.255.255.O\n")   # the iroute gone, a typo (letter O)
     _reload_and_settle(w, gw, caplog)
     assert "client0/198.18.0.2:" in caplog.text and "client-config-dir file for 'client0':" in caplog.text
     assert f"{ccd / 'client0'}:1" in caplog.text, "the refusal does not name the file and line"

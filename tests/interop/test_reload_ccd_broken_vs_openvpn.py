@@ -38,8 +38,8 @@ def test_a_ccd_file_broken_at_a_reload_disconnects_its_client_and_keeps_the_othe
                      "hupbad-c2")
     procs.append(c2)
     assert lab.ping(lab.cli, TUN_SERVER_IP, 3, timeout=20) >= 1, c1.log()[-2000:]
-    # The iroute taken out, and a typo in the same edit.
-    (ccd / "client1").write_text("push \"route 198.18.92.0 255.255.255.0\"\nifconfig-pushh 198.19.0.9 255.255.255.0\n")
+    # The iroute taken out, and a typo in the same edit (a letter O in the netmask).
+    (ccd / "client1").write_text("push \"route 198.18.92.0 255.255.255.0\"\nifconfig-push 198.19.0.9 255.255.255.O\n")
     mark = len(srv.log())
     srv.p.send_signal(signal.SIGHUP)
     where = f"{ccd / 'client1'}:2"
