@@ -448,10 +448,10 @@ class ClientPush:
         where = getattr(ccd, "where", {})
         if getattr(ccd, "ping", None) is not None:
             s.ping_interval = ccd.ping
-        restart = [n for n in (ccd.ping_restart if getattr(ccd, "ping_restart", None) is not None
-                               else s.ping_restart, getattr(ccd, "ping_exit", None)) if n]
-        if getattr(ccd, "ping_restart", None) is not None or getattr(ccd, "ping_exit", None):
-            s.ping_restart = min(restart) if restart else 0
+        pr, pe = getattr(ccd, "ping_restart", None), getattr(ccd, "ping_exit", None)
+        if pr is not None or pe:
+            ends = [n for n in (pr if pr is not None else s.ping_restart, pe) if n]
+            s.ping_restart = min(ends) if ends else 0
         comp = getattr(ccd, "comp", None)
         if comp is not None:
             if comp in ("lzo", "lz4", "lz4-v2"):

@@ -27,6 +27,7 @@ client-connect verdict that fails is counted as our bug.
 from __future__ import annotations
 
 import ipaddress
+import types
 
 from appliance.openvpn.addresspool import AddressPool6
 from appliance.openvpn.config.ccd import parse_ccd
@@ -55,6 +56,11 @@ class _Session:
         self.established = False
         self.restart_sent = False           # (told RESTART/HALT: no push, clientpush.py)
         self.comp = None
+        # What a per-client file's session lines set or check (compat45: clientpush._session_options).
+        self.ping_interval, self.ping_restart = 10, 60
+        self.cipher = "AES-256-GCM"
+        self.cfg = types.SimpleNamespace(comp_stub_only=True, data_ciphers=("AES-256-GCM",),
+                                         data_ciphers_fallback=None)
 
 
 def _ok_ifconfig(o: str) -> bool:

@@ -408,9 +408,9 @@ def test_parse_ccd():
 
 def test_parse_ccd_errors_are_located():
     with pytest.raises(ConfigErrors) as ei:
-        parse_ccd("ifconfig-push 198.19.0.10 255.255.255.0\nverb 3\npush \"unterminated\n", "/ccd/bob")
+        parse_ccd("ifconfig-push 198.19.0.10 255.255.255.0\ninactive 3\npush \"unterminated\n", "/ccd/bob")
     msgs = [str(e) for e in ei.value.errors]
-    assert msgs[0].startswith("/ccd/bob:2: verb: ")
+    assert msgs[0].startswith("/ccd/bob:2: inactive: ")
     assert msgs[1].startswith("/ccd/bob:3: push: ") and "quote" in msgs[1]
 
 
