@@ -114,15 +114,29 @@ def _flags(flags: "list[str] | None") -> "tuple[str, ...] | None":
 
 def redirect_in_effect(opts, pushed) -> "tuple[set[str] | None, set[str] | None]":
     """The redirect-gateway and redirect-private flags this push is applied with (None: not in
-    effect): the server's redirect-gateway, else the profile's; redirect-private (the profile's
-    and the server's flags together, as 2.6 ORs both into one flag set) only without either."""
-    rg = pushed.redirect_gateway if pushed.redirect_gateway is not None else opts.redirect_gateway
-    if rg is not None:
-        return set(rg), None
-    mine, theirs = opts.redirect_private, pushed.redirect_private
-    if mine is None and theirs is None:
+    effect), as OpenVPN 2.6 keeps them (options.c): one flag set for both directives, into which
+    every line -- the profile's, then the server's (2.6 restores the profile's before each push
+    and reads the pushed lines onto it) -- ORs its flags; each line turns the redirect on, and
+    `!ipv4` turns its IPv4 side off until a later redirect-gateway line turns it on again.
+    (rg, None) when any redirect-gateway line is in, `!ipv4` in rg when its IPv4 side ended off;
+    else (None, rp) for redirect-private alone. The one place every route decision reads them.
+    Before (helper atk45), the server's redirect-gateway replaced the profile's: a profile's
+    `redirect-gateway def1 ipv6` under a server's plain `redirect-gateway def1` sent all IPv6
+    outside the tunnel, where Debian's 2.6.14 client routes it in (its `block-local` likewise)."""
+    lines = [(gw, flags) for gw, flags in ((True, opts.redirect_gateway), (False, opts.redirect_private),
+                                           (True, pushed.redirect_gateway), (False, pushed.redirect_private))
+             if flags is not None]
+    if not lines:
         return None, None
-    return None, set(mine or ()) | set(theirs or ())
+    on4 = reroute = False
+    for gw, flags in lines:
+        on4, reroute = True, reroute or gw
+        if "!ipv4" in flags:
+            on4 = reroute = False
+    merged = {f for _gw, flags in lines for f in flags if f != "!ipv4"}
+    if any(gw for gw, _flags in lines):
+        return merged | (set() if reroute else {"!ipv4"}), None
+    return None, merged | (set() if on4 else {"!ipv4"})
 
 
 def did_redirect(opts, pushed) -> bool:
@@ -526,7 +540,7 @@ class TunnelNetwork(_TunAndRoutes):
     def _redirect4(self, pushed) -> bool:
         """Whether this push's routes redirect the IPv4 default route (redirect-gateway without
         !ipv4, or a pushed default route)."""
-        flags = pushed.redirect_gateway if pushed.redirect_gateway is not None else self.opts.redirect_gateway
+        flags = redirect_in_effect(self.opts, pushed)[0]
         return (flags is not None and "!ipv4" not in flags) or any(self._default4(*r) for r in pushed.routes)
 
     def _device_at(self, pushed) -> int:
@@ -631,7 +645,7 @@ class TunnelNetwork(_TunAndRoutes):
         """Whether the IPv4 / IPv6 net_gateway is used: `net_gateway` routes, block-local."""
         if self.opts.route_noexec:
             return False, False
-        flags = pushed.redirect_gateway if pushed.redirect_gateway is not None else self.opts.redirect_gateway
+        flags = redirect_in_effect(self.opts, pushed)[0]
         if flags is None and (priv := self._private(pushed)) is not None and "!ipv4" not in priv:
             flags = priv
         need4 = (any(gw == "net_gateway" for _n, _m, gw, _x in [*pushed.routes, *self.opts.route])
@@ -640,12 +654,10 @@ class TunnelNetwork(_TunAndRoutes):
         return need4, need6
 
     def _private(self, pushed) -> "set[str] | None":
-        """The profile's redirect-private flags where it applies: no redirect-gateway (the
-        server's or the profile's) in effect. One that is does the host route and the redirect
-        with its own flags alone (OpenVPN 2.6 merges the two flag sets, warning that this is "not
-        well supported"; here a `redirect-private` line after a redirect-gateway gets a note).
-        A pushed redirect-private adds its flags to the profile's, as 2.6 ORs both into one
-        route list's flags (options.c); route-nopull and pull-filter keep it out like any route."""
+        """The redirect-private flags where redirect-private applies alone: no redirect-gateway
+        (the server's or the profile's) in effect; with one, its flags are merged into the
+        redirect's (redirect_in_effect), as 2.6 ORs every such line into one route list's flags
+        (options.c); route-nopull and pull-filter keep a pushed one out like any route."""
         return redirect_in_effect(self.opts, pushed)[1]
 
     def _server_needs_host_route(self, pushed, remote_ip: str) -> bool:
@@ -658,7 +670,7 @@ class TunnelNetwork(_TunAndRoutes):
         lab) until ping-restart."""
         if self.opts.route_noexec:
             return False
-        flags = pushed.redirect_gateway if pushed.redirect_gateway is not None else self.opts.redirect_gateway
+        flags = redirect_in_effect(self.opts, pushed)[0]
         if flags is not None and ("!ipv4" not in flags or "ipv6" in flags):
             return True
         priv = self._private(pushed)
@@ -695,8 +707,7 @@ class TunnelNetwork(_TunAndRoutes):
         assert routes is not None
         self._route_lines = 0
         gw4, gw6 = self._gateway4(pushed), self._gateway6(pushed)
-        flags = pushed.redirect_gateway if pushed.redirect_gateway is not None else self.opts.redirect_gateway
-        flags = set(flags) if flags is not None else None
+        flags = redirect_in_effect(self.opts, pushed)[0]
         redirect4 = flags is not None and "!ipv4" not in flags
         priv = self._private(pushed)
         if priv is not None:

@@ -257,6 +257,39 @@ def test_pushed_redirect_gateway_with_an_unknown_flag_as_debians_client(lab):
         lab.cli.run("ip route del default", check=False)
 
 
+def test_a_pushed_redirect_gateway_adds_its_flags_to_the_profiles_as_debians_client(lab):
+    # atk45: the profile says `redirect-gateway def1 ipv6` (all IPv6 into the tunnel too); the
+    # server pushes a plain `redirect-gateway def1`, as most servers do. Debian's 2.6.14 client
+    # ORs the pushed line's flags into the profile's (options.c `flags |=`, the profile's restored
+    # before each push; it warns "redirect-gateway ... the same option multiple times"), so IPv6
+    # still goes into the tunnel; ours took the server's line in place of the profile's, and all
+    # of the client's IPv6 went outside the tunnel (a profile's block-local likewise).
+    if "2001:db8:1::1" not in lab.srv.run("ip -6 addr", check=False).stdout:
+        lab.srv.run(f"ip -6 addr add 2001:db8:1::1/64 dev va{lab.tag} nodad")
+        lab.cli.run(f"ip -6 addr add 2001:db8:1::2/64 dev vb{lab.tag} nodad")
+    lab.cli.run("ip route replace default via 198.18.0.1")
+    lab.cli.run("ip -6 route replace default via 2001:db8:1::1")
+    started = []
+    try:
+        started.append(lab.openvpn(lab.srv, server_config(lab.pki, extra='server-ipv6 2001:db8:100::/64\n'
+                                                                        'push "redirect-gateway def1"\n'),
+                                   "server-rgmerge"))
+        profile = client_profile(lab.pki, extra="redirect-gateway def1 ipv6\n")
+        for name, start in (("openvpn-rgmerge", lab.openvpn), ("ours-rgmerge", lab.ours)):
+            cli = start(lab.cli, profile, name, wait=40)
+            started.append(cli)
+            r4, r6 = lab.cli.run("ip -4 route show").stdout, lab.cli.run("ip -6 route show").stdout
+            assert re.search(r"^0\.0\.0\.0/1 (via \S+ )?dev tun0", r4, re.M), (name, r4)
+            assert "dev tun0" in lab.cli.run("ip -6 route get 2001:db8:77::1").stdout, (name, r6)
+            cli.stop_promptly(8)
+            assert "dev tun0" not in lab.cli.run("ip -6 route get 2001:db8:77::1").stdout, name
+    finally:
+        for p in reversed(started):
+            p.stop_promptly(5)
+        lab.cli.run("ip route del default", check=False)
+        lab.cli.run("ip -6 route del default", check=False)
+
+
 def test_profile_redirect_gateway_not_undone_by_pushed_net_gateway_halves(lab, run):
     # The profile says redirect-gateway def1; a hostile server pushes 0.0.0.0/1 and 128.0.0.0/1
     # via net_gateway. Ours put the pushed routes in first, so the kernel kept those and the

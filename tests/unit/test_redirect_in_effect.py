@@ -23,7 +23,16 @@ def _opts(extra: str = ""):
     ("", ",redirect-gateway def1", {"def1"}, None, True),
     ("", ",redirect-gateway ipv6 !ipv4", {"ipv6", "!ipv4"}, None, False),
     ("redirect-gateway def1\n", "", {"def1"}, None, True),        # the profile's own
-    ("redirect-gateway def1\n", ",redirect-gateway local", {"local"}, None, True),
+    # the server's line adds its flags to the profile's, as 2.6 ORs them (atk45: it replaced them)
+    ("redirect-gateway def1\n", ",redirect-gateway local", {"def1", "local"}, None, True),
+    ("redirect-gateway def1 ipv6\n", ",redirect-gateway def1", {"def1", "ipv6"}, None, True),
+    ("redirect-gateway def1 block-local\n", ",redirect-gateway", {"def1", "block-local"}, None, True),
+    # `!ipv4` turns the IPv4 side off until a later redirect-gateway line turns it on again
+    ("redirect-gateway ipv6 !ipv4\n", ",redirect-gateway def1", {"def1", "ipv6"}, None, True),
+    ("redirect-gateway def1\n", ",redirect-gateway ipv6 !ipv4", {"def1", "ipv6", "!ipv4"}, None, False),
+    ("redirect-private ipv6\n", ",redirect-gateway def1", {"def1", "ipv6"}, None, True),
+    ("redirect-gateway def1\n", ",redirect-private local", {"def1", "local"}, None, True),
+    ("redirect-private !ipv4\n", ",redirect-private local", None, {"local"}, True),
     ("", ",redirect-private", None, set(), True),
     ("redirect-private ipv6\n", ",redirect-private local", None, {"ipv6", "local"}, True),
     ("redirect-private\n", ",redirect-gateway def1", {"def1"}, None, True),

@@ -82,7 +82,7 @@ def test_redirect_private_keeps_its_flags_client_only():
     assert o.redirect_private == ["local", "block-local"] and o.redirect_gateway is None
     assert _parse(BASE + "redirect-private\n").redirect_private == []
     o = _parse(BASE + "redirect-gateway def1\nredirect-private ipv6\n")
-    assert "it alone counts" in _note(o, "redirect-private")
+    assert "flags are merged into one set" in _note(o, "redirect-private")
     with pytest.raises(Exception) as ei:
         _parse(SERVER + "redirect-private\n", "/p/s.conf")
     assert "redirect-private: cannot be used in a server config" in str(ei.value)

@@ -116,8 +116,8 @@ def _redirect_private(p: ParseState, d: str, a: list[str], inline: str | None) -
         p.err(d, f"unknown --redirect-private flag: {bad} (as OpenVPN 2.6)")
         return
     if p.o.redirect_gateway is not None:
-        p.note(d, "redirect-gateway is also set: it alone counts, with its own flags (OpenVPN 2.6 merges the "
-               "two, warning that this is not well supported)")
+        p.note(d, "redirect-gateway is also set: the two lines' flags are merged into one set, as OpenVPN 2.6 "
+               "merges them (warning that this is not well supported)")
     p.set("redirect_private", list(a))
 
 
