@@ -597,10 +597,12 @@ def _take_option(p: PushedOptions, index: int, name: str, args: list[str], a: li
         # as Debian's 2.6.14 client does (tests/interop/test_client_vs_openvpn.py). Leaving the
         # whole line out sent everything outside the tunnel where 2.6 sends it in (review45a).
         taken = args if bad is None else args[:args.index(bad)]
-        if name == "redirect-gateway":
-            p.redirect_gateway = taken
-        else:
-            p.redirect_private = taken
+        # A second line of the same name adds its flags, as 2.6 ORs them (a later line turns the
+        # IPv4 side on again, so an earlier `!ipv4` goes unless this one has it too); it replaced
+        # the first (atk45). gateway/tunnel.py redirect_in_effect merges these with the profile's.
+        field = name.replace("-", "_")
+        before = [f for f in getattr(p, field) or () if f != "!ipv4" and f not in taken]
+        setattr(p, field, before + taken)
         if bad is not None:
             p.malformed.append(f"[PUSH-OPTIONS]:{index}: {_noted([f'unknown --{name} flag: {bad}'])} (the "
                                f"redirect taken with the flags before it: {_noted(taken) or 'none'})")

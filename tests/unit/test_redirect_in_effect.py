@@ -69,3 +69,15 @@ def test_a_pushed_unknown_flag_ends_the_flags_not_the_redirect(name):
     assert not did_redirect(_opts(), back)
     good = parse_push_reply_untrusted(BASE + f",{name} def1 block-local")
     assert did_redirect(_opts(), good) and not good.malformed
+
+
+def test_two_pushed_lines_add_up_as_in_2_6():
+    """A server pushing `redirect-gateway def1 ipv6` and then `redirect-gateway def1` (a ccd
+    file's push after the config's): 2.6 ORs both; the second replaced the first here, IPv6 then
+    outside the tunnel (atk45). A later line without `!ipv4` turns IPv4 on again."""
+    pushed = parse_push_reply_untrusted(BASE + ",redirect-gateway def1 ipv6,redirect-gateway def1")
+    assert redirect_in_effect(_opts(), pushed) == ({"def1", "ipv6"}, None)
+    pushed = parse_push_reply_untrusted(BASE + ",redirect-gateway ipv6 !ipv4,redirect-gateway def1")
+    assert redirect_in_effect(_opts(), pushed) == ({"def1", "ipv6"}, None) and did_redirect(_opts(), pushed)
+    pushed = parse_push_reply_untrusted(BASE + ",redirect-gateway def1,redirect-gateway ipv6 !ipv4")
+    assert redirect_in_effect(_opts(), pushed) == ({"def1", "ipv6", "!ipv4"}, None)
