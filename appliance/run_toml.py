@@ -130,8 +130,9 @@ def install_rules(cfg: ApplianceConfig, wan_if: str, lan_if: str | None, endpoin
     text = killswitch.render_router(wan_if, cfg.tun_name, lan_if, cfg.lan.nat if cfg.lan else False,
                                     cfg.vpn.role, endpoints, listen, wan_ipv6, lan_nets,
                                     management_port(cfg, wan_if, lan_if))
-    killswitch.apply_ruleset(text)
-    undo.push("nftables tables", killswitch.flush)
+    with undo.step():                   # the tables and their flush as one (Undo.step)
+        killswitch.apply_ruleset(text)
+        undo.push("nftables tables", killswitch.flush)
     log.info("kill switch installed (wan %s, tun %s, lan %s)", wan_if, cfg.tun_name, lan_if or "-")
     log.debug("ruleset:\n%s", text)
     return text
@@ -207,6 +208,7 @@ def run_toml(path: str, verbose: int = 0) -> int:
     sigs = SetUpSignals() if os.getpid() != 1 else None
     if sigs is not None:
         sigs.install()
+        undo.guard = sigs.step          # no stop signal between a change and its undo's push
     try:
         return _set_up_and_run(path, cfg, opts, tls, user, pw, undo, sigs)
     except StoppedInSetUp as e:

@@ -19,7 +19,8 @@ is ignored so the restore runs whole. ONE place for that decision: `decision()`.
 from __future__ import annotations
 
 import signal
-from typing import Literal
+from contextlib import contextmanager
+from typing import Iterator, Literal
 
 STOPS = (signal.SIGTERM, signal.SIGINT)
 IGNORED = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
@@ -54,6 +55,28 @@ class SetUpSignals:
         self._old: dict[int, object] = {}
         self.restoring_now = False
         self.ignored: dict[str, int] = {}     # name -> how many (at most the 3 names: bounded)
+        self._holding = 0                     # depth of step()s under way
+        self._held: int | None = None         # a stop signal that came during one
+
+    @contextmanager
+    def step(self) -> Iterator[None]:
+        """A change to the host and the undo step that reverts it, as one: a stop signal during
+        it is held and raised once it is over (at most the change's own few system calls). Why
+        (atk45): every set-up change is made, then its undo pushed -- a SIGTERM between the two
+        raised past the push, and the undo list ran without it: `ip_forward` left at 1 with the
+        kill switch flushed (the host forwarding LAN to WAN in clear after the run), a sysctl,
+        an address, a route or the nft tables left as set. A flag here, not a signal mask: a
+        process signal goes to any thread that does not block it (the DHCP client's relink
+        thread), and CPython runs its handler on the main thread all the same."""
+        self._holding += 1
+        try:
+            yield
+        finally:
+            self._holding -= 1
+            if not self._holding and self._held is not None:
+                signum, self._held = self._held, None
+                self.restoring()
+                raise StoppedInSetUp(signum)
 
     def install(self) -> None:
         for s in (*STOPS, *IGNORED):
@@ -61,6 +84,9 @@ class SetUpSignals:
 
     def _handler(self, signum: int, frame) -> None:  # noqa: ANN001
         if decision(signum, self.restoring_now) == "stop":
+            if self._holding:
+                self._held = signum     # raised as the step ends, its undo pushed (step)
+                return
             self.restoring()        # a second signal must not cut the undo list short
             raise StoppedInSetUp(signum)
         name = signal.Signals(signum).name

@@ -12,7 +12,8 @@ import logging
 import os
 import socket
 import time
-from typing import Callable, Sequence
+from contextlib import nullcontext
+from typing import Callable, ContextManager, Sequence
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -38,6 +39,14 @@ class Undo:
 
     def __init__(self) -> None:
         self.steps: list[tuple[str, Callable[[], None]]] = []
+        # run_toml's SetUpSignals.step: a stop signal between a change and its push is held
+        # until the push is made (host/setup_signals.py); none elsewhere (PID 1, tests).
+        self.guard: Callable[[], ContextManager[None]] = nullcontext
+
+    def step(self) -> ContextManager[None]:
+        """`with undo.step():` around a change to the host and the push of its undo: no stop
+        signal lands between the two (atk45: one there left the change in place after the run)."""
+        return self.guard()
 
     def push(self, what: str, fn: Callable[[], None]) -> None:
         self.steps.append((what, fn))
@@ -70,18 +79,19 @@ def configure_static(ifname: str, address: ipaddress.IPv4Interface | ipaddress.I
         idx = ipr.link_lookup(ifname=ifname)[0]
         ipr.link("set", index=idx, state="up")
         extra = {"flags": IFA_F_NODAD} if nodad else {}
-        try:
-            ipr.addr("add", index=idx, address=str(address.ip), prefixlen=address.network.prefixlen, **extra)
-        except NetlinkError as e:
-            if e.code != 17:  # EEXIST: configured already (PID 1 did it, or a restart)
-                raise
-            log.info("%s already has %s", ifname, address)
-            return
 
-    def remove() -> None:
-        with IPRoute() as ipr2:
-            ipr2.addr("del", index=idx, address=str(address.ip), prefixlen=address.network.prefixlen)
-    undo.push(f"address {address} on {ifname}", remove)
+        def remove() -> None:
+            with IPRoute() as ipr2:
+                ipr2.addr("del", index=idx, address=str(address.ip), prefixlen=address.network.prefixlen)
+        with undo.step():               # the address and its removal as one (Undo.step)
+            try:
+                ipr.addr("add", index=idx, address=str(address.ip), prefixlen=address.network.prefixlen, **extra)
+            except NetlinkError as e:
+                if e.code != 17:  # EEXIST: configured already (PID 1 did it, or a restart)
+                    raise
+                log.info("%s already has %s", ifname, address)
+                return
+            undo.push(f"address {address} on {ifname}", remove)
     log.info("%s: address %s, up", ifname, address)
 
 
@@ -90,9 +100,11 @@ def add_default_route(gateway: ipaddress.IPv4Address | ipaddress.IPv6Address, un
     """Default route via the WAN gateway; an existing default route is kept (and reported).
     `dev` is needed for a link-local IPv6 gateway (fe80:: is on every link)."""
     rs = RouteSet()
-    rs.add("::" if gateway.version == 6 else "0.0.0.0", 0, dev=dev, gateway=str(gateway))
+    with undo.step():                   # the route and its removal as one (Undo.step)
+        rs.add("::" if gateway.version == 6 else "0.0.0.0", 0, dev=dev, gateway=str(gateway))
+        if rs.added:
+            undo.push(f"default route via {gateway}", rs.remove_all)
     if rs.added:
-        undo.push(f"default route via {gateway}", rs.remove_all)
         log.info("default route via %s", gateway)
     else:
         log.warning("a default route exists already; kept it (not via %s)", gateway)
@@ -167,8 +179,9 @@ def keep_static_wan(wan: Wan, ifname: str, undo: Undo) -> None:
     if not addresses:
         return
     keeper = StaticWan(ifname, addresses, gateways)
-    keeper.start()
-    undo.push(f"keeping {ifname}'s static address", keeper.halt)
+    with undo.step():                   # a thread left running would keep the process from ending
+        keeper.start()
+        undo.push(f"keeping {ifname}'s static address", keeper.halt)
 
 
 def add_lan_routes(lan: Lan, ifname: str, undo: Undo, address6: ipaddress.IPv6Interface | None = None) -> None:
@@ -182,8 +195,10 @@ def add_lan_routes(lan: Lan, ifname: str, undo: Undo, address6: ipaddress.IPv6In
     undo.push("LAN routes", rs.remove_all)
     for r in lan.routes or ():
         net = r.network
-        if rs.add(str(net.network_address), net.prefixlen, dev=ifname,
-                  gateway=str(r.gateway) if r.gateway is not None else None):
+        with undo.step():               # added and recorded in rs (undone above) as one
+            added = rs.add(str(net.network_address), net.prefixlen, dev=ifname,
+                           gateway=str(r.gateway) if r.gateway is not None else None)
+        if added:
             log.info("route %s out of %s (LAN)", r, ifname)
         elif not RouteSet.goes_via(str(net.network_address), ifname):
             raise RuntimeError(f"[lan] routes: {net} is routed elsewhere already, not out of the LAN NIC {ifname}")
@@ -193,8 +208,9 @@ def add_lan_routes(lan: Lan, ifname: str, undo: Undo, address6: ipaddress.IPv6In
         # Given back after a LAN link flap (router/lan_routes.py); stopped first on the way out
         # (the undo is newest first), before the routes and the address are removed.
         keeper = LanRouteKeeper(ifname, rs if rs.added else None, [address6] if address6 is not None else [])
-        keeper.start()
-        undo.push(f"keeping {ifname}'s address and [lan] routes", keeper.halt)
+        with undo.step():
+            keeper.start()
+            undo.push(f"keeping {ifname}'s address and [lan] routes", keeper.halt)
 
 
 # ------------------------------------------------------------------ IPv6
@@ -229,23 +245,23 @@ def lan_address6(lan: Lan, ifname: str) -> ipaddress.IPv6Interface | None:
 def _sysctl(path: str, value: str, undo: Undo, required: bool = False) -> bool:
     """Set one /proc/sys value (restored on exit). A failure is a warning (a host may not let us,
     a kernel may have no IPv6) unless `required`: then RuntimeError."""
-    try:
-        with open(path) as f:
-            old = f.read().strip()
-        if old == value:
-            return True
-        with open(path, "w") as f:
-            f.write(value + "\n")
-    except OSError as e:
-        if required:
-            raise RuntimeError(f"cannot set {path} to {value}: {e.strerror or e}") from None
-        log.warning("cannot set %s to %s: %s", path, value, e.strerror or e)
-        return False
-
     def restore() -> None:
         with open(path, "w") as f2:
             f2.write(old + "\n")
-    undo.push(path, restore)
+    with undo.step():                   # the value and its restore as one (Undo.step)
+        try:
+            with open(path) as f:
+                old = f.read().strip()
+            if old == value:
+                return True
+            with open(path, "w") as f:
+                f.write(value + "\n")
+        except OSError as e:
+            if required:
+                raise RuntimeError(f"cannot set {path} to {value}: {e.strerror or e}") from None
+            log.warning("cannot set %s to %s: %s", path, value, e.strerror or e)
+            return False
+        undo.push(path, restore)
     return True
 
 
@@ -395,13 +411,15 @@ def enable_forwarding(undo: Undo, path: str = IP_FORWARD, ipv6: bool = False) ->
     with open(path) as f:
         old = f.read().strip()
     if old != "1":
-        with open(path, "w") as f:
-            f.write("1\n")
-
         def restore() -> None:
             with open(path, "w") as f2:
                 f2.write(old + "\n")
-        undo.push("ip_forward", restore)
+        # Forwarding on and its restore as one (Undo.step): a stop signal between the two left
+        # ip_forward at 1 after the run, the kill switch flushed -- LAN to WAN in clear (atk45).
+        with undo.step():
+            with open(path, "w") as f:
+                f.write("1\n")
+            undo.push("ip_forward", restore)
     log.info("IPv4 forwarding on")
 
 
