@@ -15,12 +15,13 @@ re-run -- it may differ from run to run). The pools, `topology`, `server` and `r
 at a restart (ops.py RESTART_ONLY): a reload never takes a kept client's pool address away.
 
 The admission checks a client passed (reload44): the auth-user-pass-verify command or password
-file, management-client-auth, tls-verify, learn-address and username-as-common-name, as the config
-had them at its connect (admission_of). A reload that adds or changes one of them has a check the
+file, management-client-auth, tls-verify, learn-address, username-as-common-name and
+auth-user-pass-optional, as the config had them at its connect (admission_of). A reload that adds or changes one of them has a check the
 kept client never went through -- at 2.6's SIGHUP every client reconnects through it -- so its
 reason is a `Tightened` one, which ops.py does not hold off (RELOAD_RESTART_HOLDOFF): a client the
 new check may refuse must not keep its tunnel meanwhile. One taken away needs no reconnect (the
-client passes a check fewer). The checks a reload's pass decides itself are elsewhere: the chain,
+client passes a check fewer) -- except auth-user-pass-optional, whose removal is the tighter
+check (atk45: a client let in without credentials kept its tunnel past it). The checks a reload's pass decides itself are elsewhere: the chain,
 CRL, x509 and verify-client-cert checks (tls.py peer_rechecker), the ccd file's `disable`,
 ccd-exclusive and parse errors (clientpush.py ccd_refusal), duplicate-cn and max-clients
 (gateway/reload_admission.py); the README's reload section (reload44) holds the table.
@@ -45,9 +46,11 @@ class Tightened(str):
 
 
 # (directive, how a change is judged): "cmd" -- added or changed tightens, taken away does not;
-# "on" -- switched on tightens; "any" -- either way (the name the client goes by changes).
+# "on" -- switched on tightens; "off" -- switched off tightens (a leniency the client may have
+# come in by: auth-user-pass-optional's login without credentials, atk45); "any" -- either way
+# (the name the client goes by changes).
 _ADMISSION = (("auth-user-pass-verify", "cmd"), ("management-client-auth", "on"), ("tls-verify", "cmd"),
-              ("learn-address", "cmd"), ("username-as-common-name", "any"))
+              ("learn-address", "cmd"), ("username-as-common-name", "any"), ("auth-user-pass-optional", "off"))
 
 
 def admission_of(o) -> tuple:
@@ -55,7 +58,7 @@ def admission_of(o) -> tuple:
     _ADMISSION's order: what a kept client's record is compared with at a reload."""
     verify = o.auth_user_pass_verify_script or o.auth_user_pass_verify
     return (verify, bool(o.management_client_auth), tuple(o.tls_verify or ()), tuple(o.learn_address or ()),
-            bool(o.username_as_common_name))
+            bool(o.username_as_common_name), bool(o.auth_user_pass_optional))
 
 
 def tightened(was: tuple, now: tuple, only: str | None = None) -> Tightened | None:
@@ -64,8 +67,11 @@ def tightened(was: tuple, now: tuple, only: str | None = None) -> Tightened | No
     if not was or not now:
         return None                         # settings made by hand (the engine tests'): none recorded
     for (name, kind), a, b in zip(_ADMISSION, was, now):
-        if a == b or (kind != "any" and not b) or (only is not None and name != only):
+        if a == b or (kind in ("cmd", "on") and not b) or (kind == "off" and b) \
+                or (only is not None and name != only):
             continue
+        if kind == "off":
+            return Tightened(f"{name} taken away by the reload (it may have come in without credentials)")
         if kind == "any":
             return Tightened(f"{name} changed by the reload (the name its admission goes by)")
         return Tightened(f"{name} {'changed' if a else 'added'} by the reload (a check it never went through)")

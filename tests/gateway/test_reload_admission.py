@@ -343,3 +343,27 @@ def test_a_handshake_held_for_the_replaced_tls_verify_is_not_let_in_by_its_verdi
     w.run_for(20)
     assert _alive(gw, "client0") == [], "let in by the verdict of the tls-verify the reload replaced"
     assert "tls-verify changed by the reload" in caplog.text
+
+
+def test_auth_user_pass_optional_taken_away_restarts_a_client_let_in_without_credentials(opki, tmp_path, caplog):
+    """atk45: client0 sends no username; auth-user-pass-optional handed its blank login to the
+    command, which let it in. A reload takes the line away: at 2.6's SIGHUP client0 reconnects
+    and is refused before any command runs ("the client sent a blank username"); ours kept its
+    tunnel for good -- the line was not among the admission checks a reload compares."""
+    from tests.gateway.test_ops import _script
+    allow = _script(tmp_path, "allow.sh", "exit 0\n")
+    w = World()
+    conf = server_conf(opki, extra=f"script-security 2\nauth-user-pass-verify {allow} via-env\n"
+                                   "auth-user-pass-optional\n")
+    gw, holder = w.add_reloadable_server(conf)
+    w.add_client(client_conf(opki, "client0"))
+    w.add_client(client_conf(opki, "client1", extra="auth-user-pass\n"), username="alice", password="pw")
+    assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
+    old0, old1 = _rec(gw, "client0"), _rec(gw, "client1")
+    holder["conf"] = conf.replace("auth-user-pass-optional\n", "")
+    _reload_and_settle(w, gw, caplog)
+    assert "auth-user-pass-optional taken away by the reload" in caplog.text, caplog.text[-2000:]
+    assert w.run(lambda: not old0.alive and _rec(gw, "client1") not in (None, old1) and _up(w, 1),
+                 max_time=40), caplog.text[-2000:]
+    w.run_for(10)
+    assert _alive(gw, "client0") == [], "a client without credentials kept its tunnel past the reload"

@@ -101,3 +101,18 @@ def test_refused_by_count_counts_a_pending_connect_and_not_a_restart_or_a_handsh
     out = refused_by_count([told, newer], duplicate_cn=False, max_clients=5, order=lambda r: r.n,
                            judged=lambda r: r is not told)
     assert out == {}
+
+
+def test_auth_user_pass_optional_taken_away_is_tightened_switched_on_is_not():
+    """atk45: the line lets a login without credentials in; taken away, a kept client may have
+    come in so (at 2.6's SIGHUP its reconnect is refused): told RESTART. Switched on: a
+    leniency added, nothing to check again."""
+    from appliance.openvpn.given import Tightened, admission_of, tightened
+    from appliance.openvpn.config import parse_config
+    text = ("dev tun\nserver 198.18.5.0 255.255.255.0\ntopology subnet\nca ca.crt\ncert s.crt\nkey s.key\n"
+            "dh none\nscript-security 2\nauth-user-pass-verify /bin/true via-env\n")
+    lenient = admission_of(parse_config(text + "auth-user-pass-optional\n", read_file=lambda p: b""))
+    strict = admission_of(parse_config(text, read_file=lambda p: b""))
+    got = tightened(lenient, strict)
+    assert isinstance(got, Tightened) and got.startswith("auth-user-pass-optional taken away"), got
+    assert tightened(strict, lenient) is None and tightened(lenient, lenient) is None
