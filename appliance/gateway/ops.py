@@ -52,7 +52,7 @@ from ..openvpn.server_model import StreamKey
 from ..openvpn.crl import CrlChecker, background_reader
 from ..openvpn.settings import check_crl, check_key_material
 from ..openvpn.clientpush import CCD_DEFAULT, ccd_refusal
-from ..openvpn.given import Given, Tightened, admission_of, given_under, tightened, what_differs
+from ..openvpn.given import Given, Tightened, admission_of, cipher_dropped, given_under, tightened, what_differs
 from ..openvpn.errors import RemoteProtocolError
 from ..openvpn.keymethod import remap_name
 from ..openvpn.l2switch import SwitchDataPath, mac_text
@@ -1174,6 +1174,8 @@ class Operations:
                 verdict = differs[i]
                 if isinstance(verdict, Given):
                     verdict = self._given_since(rec, verdict)
+                if s.established:
+                    verdict = cipher_dropped(s.cipher, fresh) or verdict
                 if id(rec) in run.unpushed and run.st is not None:
                     # Before its push when the reload applied: past its handshake (and login) under
                     # the old config's admission checks, which its push records as the new ones

@@ -78,6 +78,19 @@ def tightened(was: tuple, now: tuple, only: str | None = None) -> Tightened | No
     return None
 
 
+def cipher_dropped(cipher: "str | None", cfg) -> Tightened | None:
+    """Why a kept client's data cipher is one the reloaded config (`cfg`, its SessionConfig) would
+    not negotiate now -- neither in data-ciphers nor its data-ciphers-fallback -- else None. Why
+    (atk45): a renegotiation keeps the data cipher, so a reload that takes a cipher out (retiring
+    AES-128-CBC, a fallback for old clients) left the clients using it on it for good; at 2.6's
+    SIGHUP they reconnect and negotiate from the new list, or are refused. A Tightened reason:
+    told RESTART at once, never held off."""
+    if cipher is None or cipher in cfg.data_ciphers or cipher == cfg.data_ciphers_fallback:
+        return None
+    return Tightened(f"its data cipher {cipher} is not among the reload's data-ciphers (a cipher it never "
+                     "negotiated under them)")
+
+
 def given_under(st, ccd) -> Given:
     """What the settings `st` (a ServerSettings) and the effective ccd file `ccd` give a client."""
     return Given(ccd, tuple(st.push), tuple(tuple(x) for x in (st.addressing_push or ((), ()))),

@@ -367,3 +367,26 @@ def test_auth_user_pass_optional_taken_away_restarts_a_client_let_in_without_cre
                  max_time=40), caplog.text[-2000:]
     w.run_for(10)
     assert _alive(gw, "client0") == [], "a client without credentials kept its tunnel past the reload"
+
+
+def test_a_data_cipher_the_reload_takes_out_restarts_its_clients(opki, tmp_path, caplog):
+    """atk45: client0 offers AES-128-GCM only, client1 AES-256-GCM too; the reload retires
+    AES-128-GCM. A renegotiation keeps the data cipher, so client0 went on with it for good; at
+    2.6's SIGHUP it reconnects and finds no common cipher. Now told RESTART at once and refused
+    on its reconnect; client1, on AES-256-GCM, is kept untouched."""
+    w = World()
+    conf = server_conf(opki, extra="data-ciphers AES-256-GCM:AES-128-GCM\n")
+    gw, holder = w.add_reloadable_server(conf)
+    w.add_client(client_conf(opki, "client0", extra="data-ciphers AES-128-GCM\n"))
+    w.add_client(client_conf(opki, "client1"))
+    assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
+    old0, old1 = _rec(gw, "client0"), _rec(gw, "client1")
+    assert (old0.session.cipher, old1.session.cipher) == ("AES-128-GCM", "AES-256-GCM")
+    holder["conf"] = conf.replace("AES-256-GCM:AES-128-GCM", "AES-256-GCM")
+    _reload_and_settle(w, gw, caplog)
+    assert "its data cipher AES-128-GCM is not among the reload's data-ciphers" in caplog.text, caplog.text[-2000:]
+    assert w.run(lambda: not old0.alive, max_time=10), "client0 kept a cipher the reload took out"
+    w.run_for(10)
+    assert [r.session.cipher for r in _alive(gw, "client0")] in ([], ["AES-256-GCM"])
+    assert _alive(gw, "client0") == [], "no common cipher: 2.6 refuses client0's reconnect"
+    assert _rec(gw, "client1") is old1 and old1.alive and not old1.session.restart_sent
