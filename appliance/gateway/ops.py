@@ -52,7 +52,8 @@ from ..openvpn.server_model import StreamKey
 from ..openvpn.crl import CrlChecker, background_reader
 from ..openvpn.settings import check_crl, check_key_material
 from ..openvpn.clientpush import CCD_DEFAULT, ccd_refusal
-from ..openvpn.given import Given, Tightened, admission_of, cipher_dropped, given_under, tightened, what_differs
+from ..openvpn.given import (Given, Tightened, admission_of, cipher_dropped, given_under, tightened, tls_version_out,
+                             what_differs)
 from ..openvpn.errors import RemoteProtocolError
 from ..openvpn.keymethod import remap_name
 from ..openvpn.l2switch import SwitchDataPath, mac_text
@@ -1175,7 +1176,8 @@ class Operations:
                 if isinstance(verdict, Given):
                     verdict = self._given_since(rec, verdict)
                 if s.established:
-                    verdict = cipher_dropped(s.cipher, fresh) or verdict
+                    verdict = cipher_dropped(s.cipher, fresh) or tls_version_out(self._tls_version(s), run.tls) \
+                        or verdict
                 if id(rec) in run.unpushed and run.st is not None:
                     # Before its push when the reload applied: past its handshake (and login) under
                     # the old config's admission checks, which its push records as the new ones
@@ -1196,6 +1198,15 @@ class Operations:
             except Exception:  # noqa: BLE001 - our bug in its turn: that client ends, the pass goes on
                 self._recheck_bug(rec)
         self._recheck_next(run)
+
+    @staticmethod
+    def _tls_version(s) -> str | None:
+        """The TLS version of the session's newest key that has a TLS endpoint (a retired one has
+        none), e.g. `TLSv1.2`; None without one."""
+        for ks in sorted(s.keys.values(), key=lambda k: k.key_id, reverse=True):
+            if ks.tls is not None and ks.tls.handshake_done:
+                return ks.tls.version
+        return None
 
     @staticmethod
     def _given_since(rec, now: "Given") -> str | None:

@@ -91,6 +91,26 @@ def cipher_dropped(cipher: "str | None", cfg) -> Tightened | None:
                      "negotiated under them)")
 
 
+_TLS_ORDER = ("1.0", "1.1", "1.2", "1.3")
+
+
+def tls_version_out(version: "str | None", tls) -> Tightened | None:
+    """Why a kept client's TLS version (`TLSv1.2`, its key's) is outside the reloaded config's
+    tls-version-min/-max (`tls`, its TlsSettings), else None. Why (atk45): a reload raising
+    tls-version-min applied at a kept client's next renegotiation only (up to reneg-sec later);
+    at 2.6's SIGHUP it reconnects under the new range at once. Told RESTART, never held off."""
+    have = (version or "").removeprefix("TLSv")
+    if have not in _TLS_ORDER:
+        return None                         # no key with TLS, or a name we do not know: nothing to say
+    low = (tls.tls_version_min or "1.2").split()[0]
+    high = tls.tls_version_max
+    if low in _TLS_ORDER and _TLS_ORDER.index(have) < _TLS_ORDER.index(low):
+        return Tightened(f"its TLS {have} is below the reload's tls-version-min {low}")
+    if high in _TLS_ORDER and _TLS_ORDER.index(have) > _TLS_ORDER.index(high):
+        return Tightened(f"its TLS {have} is above the reload's tls-version-max {high}")
+    return None
+
+
 def given_under(st, ccd) -> Given:
     """What the settings `st` (a ServerSettings) and the effective ccd file `ccd` give a client."""
     return Given(ccd, tuple(st.push), tuple(tuple(x) for x in (st.addressing_push or ((), ()))),

@@ -390,3 +390,23 @@ def test_a_data_cipher_the_reload_takes_out_restarts_its_clients(opki, tmp_path,
     assert [r.session.cipher for r in _alive(gw, "client0")] in ([], ["AES-256-GCM"])
     assert _alive(gw, "client0") == [], "no common cipher: 2.6 refuses client0's reconnect"
     assert _rec(gw, "client1") is old1 and old1.alive and not old1.session.restart_sent
+
+
+def test_tls_version_min_raised_restarts_a_client_below_it(opki, tmp_path, caplog):
+    """atk45: client0 speaks TLS 1.2 at most; the reload raises tls-version-min to 1.3. It was
+    kept until its next renegotiation (reneg-sec, an hour by default); at 2.6's SIGHUP it
+    reconnects at once and its handshake fails. client1, on TLS 1.3, is kept untouched."""
+    w = World()
+    conf = server_conf(opki)
+    gw, holder = w.add_reloadable_server(conf)
+    w.add_client(client_conf(opki, "client0", extra="tls-version-max 1.2\n"))
+    w.add_client(client_conf(opki, "client1"))
+    assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
+    old0, old1 = _rec(gw, "client0"), _rec(gw, "client1")
+    holder["conf"] = conf + "tls-version-min 1.3\n"
+    _reload_and_settle(w, gw, caplog)
+    assert "its TLS 1.2 is below the reload's tls-version-min 1.3" in caplog.text, caplog.text[-2000:]
+    assert w.run(lambda: not old0.alive, max_time=10), "client0 kept TLS 1.2 past the reload"
+    w.run_for(10)
+    assert _alive(gw, "client0") == []
+    assert _rec(gw, "client1") is old1 and old1.alive and not old1.session.restart_sent
