@@ -7,6 +7,7 @@ gives our server's clients the same addresses."""
 from __future__ import annotations
 
 import re
+import select
 import signal
 import socket
 import time
@@ -67,11 +68,15 @@ class Mgmt:
 
     def _pump(self, wait: float, answered: bool = False) -> None:
         """Read for `wait` seconds, or (answered) until a reply's last line (SUCCESS:, ERROR: or END)
-        is in: a reply is complete then, and a fixed wait per command was most of this file's time."""
+        is in: a reply is complete then, and a fixed wait per command was most of this file's time.
+        Each read waits at most what is left of `wait` (the socket's 0.2 s made every cmd()'s 0.05 s
+        drain a 0.2 s one: ~8 s of the management-session test, helper trim45a)."""
         end = time.monotonic() + wait
-        while time.monotonic() < end:
+        while (left := end - time.monotonic()) > 0:
             if answered and any(x.startswith(("SUCCESS:", "ERROR:")) or x == "END" for x in self.buf.split("\r\n")[:-1]):
                 return
+            if not select.select([self.s], [], [], min(0.2, left))[0]:
+                continue
             try:
                 d = self.s.recv(65536)
                 if not d:
@@ -149,8 +154,14 @@ def _session(lab, procs, start_server, tag: str) -> dict:
     m.notes.clear()
     for c in COMMANDS:
         out[c] = [mask(x) for x in m.cmd(c)]
-    time.sleep(1.5)
-    out["status file"] = [mask(x) for x in sfile.read_text().splitlines()]
+    # The status file (`status FILE 1`) once it lists the client, whole (to its END): a fixed 1.5 s before.
+    text = [""]
+
+    def listed() -> bool:
+        text[0] = sfile.read_text() if sfile.exists() else ""
+        return "\nCLIENT_LIST,client1," in text[0] and text[0].rstrip().endswith("\nEND")
+    assert until(listed, 10, 0.1), text[0] or "no status file"
+    out["status file"] = [mask(x) for x in text[0].splitlines()]
     m.notes.clear()
     out["kill client1"] = m.cmd("kill client1", 1.5)
     cli.stop(8)
