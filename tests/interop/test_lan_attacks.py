@@ -31,11 +31,13 @@ MANY = [f"198.18.50.{i}" for i in range(200, 251)]      # the attacker's other a
 # of its addresses in turn, answers never read. From one address, before the per-address rate,
 # the appliance forwarded ~9000 a second, used 67-73% CPU, and the victim lost a quarter to a
 # third of its queries; from 51, with only the per-address rate, the victim lost 4 or 5 of 11.
+# It floods for at least `seconds`, and on until the file `stop` exists (the victim is done;
+# `LONGEST` at most), so every victim query is asked during the flood.
 UDP_FLOOD = r"""
-import random, socket, struct, sys, time
+import os, random, socket, struct, sys, time
 sys.path.insert(0, sys.argv[4])
 from appliance.lan.dns_wire import encode_query
-server, sources, seconds = sys.argv[1], sys.argv[2].split(","), float(sys.argv[3])
+server, sources, seconds, stop, longest = sys.argv[1], sys.argv[2].split(","), float(sys.argv[3]), sys.argv[5], float(sys.argv[6])
 rng = random.Random(5)
 socks = []
 for src in sources:
@@ -44,8 +46,12 @@ for src in sources:
     s.bind((src, 0))
     s.setblocking(False)
     socks.append(s)
-n, end = 0, time.monotonic() + seconds
-while time.monotonic() < end:
+n, t0 = 0, time.monotonic()
+print("flooding", flush=True)
+while True:
+    now = time.monotonic()
+    if now - t0 >= longest or (now - t0 >= seconds and n % 64 == 0 and os.path.exists(stop)):
+        break
     for s in socks:
         try:
             s.sendto(encode_query(rng.getrandbits(16), f"x{rng.getrandbits(40):x}.vpn.test"), (server, 53))
@@ -55,16 +61,18 @@ while time.monotonic() < end:
 print(n)
 """
 
-# The victim: one UDP query every 0.2 s, 1.5 s to answer each (a stub resolver's first timeout is
-# 1 to 5 s): how many were answered NOERROR, how many not.
+# The victim: `count` UDP queries, one every 0.2 s (or as soon as the last was answered), 1.5 s to
+# answer each (a stub resolver's first timeout is 1 to 5 s): how many were answered NOERROR, how
+# many not, and the answers' slowest and median times (printed, not asserted: they follow the
+# machine's load).
 VICTIM_DNS = r"""
 import json, random, socket, struct, sys, time
 sys.path.insert(0, sys.argv[4])
 from appliance.lan.dns_wire import encode_query
-server, name, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+server, name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 ok = lost = other = 0
-end = time.monotonic() + seconds
-while time.monotonic() < end:
+took = []
+for _ in range(count):
     t0 = time.monotonic()
     mid = random.randrange(65536)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -77,12 +85,15 @@ while time.monotonic() < end:
                     break
             if m[3] & 15 == 0:
                 ok += 1
+                took.append(time.monotonic() - t0)
             else:
                 other += 1
         except socket.timeout:
             lost += 1
     time.sleep(max(0.0, 0.2 - (time.monotonic() - t0)))
-print(json.dumps({"ok": ok, "lost": lost, "other": other}))
+took.sort()
+print(json.dumps({"ok": ok, "lost": lost, "other": other, "slowest": round(took[-1], 3) if took else None,
+                  "median": round(took[len(took) // 2], 3) if took else None}))
 """
 
 
@@ -110,30 +121,53 @@ def lab():
         yield lab
 
 
+VICTIM_QUERIES = 30
+LONGEST = 40                # seconds the flood may go on waiting for the victim to finish
+
+
 @pytest.mark.parametrize("sources, counter, tolerated", [([ATTACKER], "over one LAN address's query rate", 1),
                                                          (MANY, "over the LAN's query rate", 3)],
                          ids=["one-address", "51-addresses"])
 def test_a_dns_flood_from_one_lan_host_leaves_another_hosts_dns_and_tunnel_working(lab, sources, counter, tolerated):
-    """8 s of UDP queries from one LAN address (or 51 of them) as fast as the attacker sends
-    them, while the victim asks every 0.2 s and pings through the tunnel: every victim query is
-    answered (on a loaded machine one lost is tolerated, three from 51 addresses: of ~40; it was
-    4-5 of 11 there), no ping is lost, and the appliance stays up and counts the excess."""
+    """UDP queries from one LAN address (or 51 of them) as fast as the attacker sends them, for
+    8 s and on until the victim is done, while the victim asks 30 times (every 0.2 s, or when the
+    last was answered) and pings through the tunnel: every victim query is answered within its
+    1.5 s (on a loaded machine one lost is tolerated, three from 51 addresses: of 30; it was 4-5
+    of 11 there), no ping is lost, and the appliance stays up and counts the excess.
+
+    (helper trim45a) The victim asked for 9 s and had to get 25 answers: a bound on the answers'
+    mean time (~0.36 s) as much as on losses, which a loaded machine broke with every query
+    answered (20 of 20 in 9 s; the flood and the appliance share two cores there, and the
+    flood's datagrams queue ahead of the victim's in the LAN socket). Now each of a fixed count
+    is asked during the flood and must be answered within the stub's timeout; the times are
+    printed."""
     flood, probe = lab.write("dns-flood.py", UDP_FLOOD), lab.write("dns-victim.py", VICTIM_DNS)
+    stop = lab.tmp / "dns-flood.stop"
+    stop.unlink(missing_ok=True)
     pid = lab.app_proc.p.pid
     mark = len(lab.app_proc.log())
     cpu0, t0 = cpu_seconds(pid), time.monotonic()
-    ping = subprocess.Popen(["ip", "netns", "exec", lab.victim.name, "ping", "-q", "-i", "0.2", "-W", "2", "-w", "10",
-                             BEHIND], stdout=subprocess.PIPE, text=True)
-    victim = subprocess.Popen(["ip", "netns", "exec", lab.victim.name, sys.executable, str(probe), LAN_APP,
-                               SECRET_NAME, "9", str(REPO)], stdout=subprocess.PIPE, text=True)
-    time.sleep(0.5)
-    r = lab.lan.run(f"{sys.executable} {flood} {LAN_APP} {','.join(sources)} 8 {REPO}", check=False, timeout=60)
-    got = json.loads(victim.communicate(timeout=60)[0].strip().splitlines()[-1])
-    pinged = ping.communicate(timeout=60)[0]
+    attacker = subprocess.Popen(["ip", "netns", "exec", lab.lan.name, sys.executable, str(flood), LAN_APP,
+                                 ",".join(sources), "8", str(REPO), str(stop), str(LONGEST)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # (it prints "flooding" just before its first query)
+        assert attacker.stdout is not None and attacker.stdout.readline().strip() == "flooding", \
+            attacker.communicate(timeout=60)
+        ping = subprocess.Popen(["ip", "netns", "exec", lab.victim.name, "ping", "-q", "-i", "0.2", "-W", "2", "-w",
+                                 "10", BEHIND], stdout=subprocess.PIPE, text=True)
+        victim = subprocess.Popen(["ip", "netns", "exec", lab.victim.name, sys.executable, str(probe), LAN_APP,
+                                   SECRET_NAME, str(VICTIM_QUERIES), str(REPO)], stdout=subprocess.PIPE, text=True)
+        got = json.loads(victim.communicate(timeout=120)[0].strip().splitlines()[-1])
+        pinged = ping.communicate(timeout=60)[0]
+    finally:
+        stop.touch()
+        out, err = attacker.communicate(timeout=LONGEST + 20)
     cpu = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
-    print(f"flood {r.stdout.strip()} queries; victim {got}; appliance CPU {cpu:.0%}")
-    assert r.returncode == 0 and int(r.stdout) > 50_000, f"the flood did not run: {r.stdout} {r.stderr}"
-    assert got["lost"] + got["other"] <= tolerated and got["ok"] >= 25, (got, cpu, lab.app_proc.log()[-2000:])
+    print(f"flood {out.strip()} queries; victim {got}; appliance CPU {cpu:.0%}")
+    assert attacker.returncode == 0 and int(out) > 50_000, f"the flood did not run: {out} {err}"
+    assert got["ok"] + got["lost"] + got["other"] == VICTIM_QUERIES, got
+    assert got["lost"] + got["other"] <= tolerated, (got, cpu, lab.app_proc.log()[-2000:])
     # (`ping -w 10` stops at its deadline: the last echo, sent ~0.2 s before, may be answered after
     # it and counted lost on a loaded machine -- one echo short is the deadline, not the tunnel)
     m = re.search(r"(\d+) packets transmitted, (\d+) received", pinged)
