@@ -169,7 +169,7 @@ def _session(lab, procs, start_server, tag: str) -> dict:
     out["disconnect"] = [n for n in m.notes if n.startswith(">CLIENT:")]
     out["quit"] = m.cmd("quit")
     m.close()
-    srv.stop(8)
+    srv.stop_promptly(8)                # (no 2 s wait for a RESTART's acknowledgements: the client is gone)
     procs.clear()
     return out
 
@@ -325,9 +325,9 @@ def test_pool_file_written_by_openvpn_gives_the_same_addresses_after_switching(l
     for name in ("client2", "client1"):     # client2 takes .2 first; client1 gets .3
         c = lab.openvpn(lab.cli, client_profile(lab.pki, client=name), f"ippc-{name}-{len(lab.procs)}")
         tun[name] = re.search(r"inet (\S+)/", lab.cli.run("ip -4 -o addr show dev tun0").stdout).group(1)
-        c.stop(8)
+        c.stop_promptly(8)            # (its exit notification sent; not its retransmissions: ~3 s each, trim45a)
         time.sleep(1)
-    ov.stop(8)
+    ov.stop_promptly(8)
     procs.clear()
     theirs = ipp.read_text()
     assert f"client1,{tun['client1']}," in theirs, theirs
@@ -337,8 +337,8 @@ def test_pool_file_written_by_openvpn_gives_the_same_addresses_after_switching(l
     procs.append(c)
     got = re.search(r"inet (\S+)/", lab.cli.run("ip -4 -o addr show dev tun0").stdout).group(1)
     assert got == tun["client1"] != "198.19.0.2"
-    c.stop(8)
-    srv.stop(8)
+    c.stop_promptly(8)
+    srv.stop_promptly(8)
     procs.clear()
     ours = ipp.read_text()
     assert sorted(ours.splitlines()) == sorted(theirs.splitlines()), (theirs, ours)

@@ -657,7 +657,7 @@ def test_eduvpn_generated_server_config(lab, procs, request):
             r = lab.cli.run("ping -6 -n -q -c 2 -i 0.2 -W 2 2001:db8:100::1", check=False)
             assert " 2 received" in r.stdout, f"{kind}: " + r.stdout
             assert lab.tcp_transfer(lab.srv, TUN_SERVER_IP, lab.cli, 300_000) > 0
-            cli.stop(8)
+            cli.stop_promptly(8)
         seen = (hooks / "client-connect.log").read_text().split()
         assert seen[0::2] == ["client1", "client1"] and all(a.startswith("198.19.0.") for a in seen[1::2]), seen
         assert _wait_file(hooks / "client-disconnect.log", 2)

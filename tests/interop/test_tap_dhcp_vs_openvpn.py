@@ -47,7 +47,7 @@ def lab(tmp_path_factory):
         try:
             yield lab
         finally:
-            lab.debian.stop(5)
+            lab.debian.stop_promptly(5)
             s.run("ip link del tap1", check=False)
 
 
@@ -114,7 +114,7 @@ def test_our_client_reads_route_gateway_dhcp_from_debians_bridge(lab):
         assert lab.ping(lab.cli, LAN_ROUTER, 3) == 3, "our client cannot reach the LAN"
         assert lab.ping(lab.srv, ip, 2) == 2, "the LAN cannot reach our client"
     finally:
-        ours.stop(5)
+        ours.stop_promptly(5)
         stop_udhcpc(lab, "ours")
 
 
@@ -140,9 +140,9 @@ def test_debians_client_leases_through_our_bridge(lab, line, router):
         assert lab.ping(lab.srv, ip, 2) == 2, "the LAN cannot reach Debian's client through us"
     finally:
         if cli is not None:
-            cli.stop(5)
+            cli.stop_promptly(5)
         stop_udhcpc(lab, f"deb-{name}")
-        srv.stop(8)
+        srv.stop_promptly(8)
 
 
 ROUTE_DELAY = 8             # past the lease (udhcpc binds ~3 s after up here), well inside the test's bounds
@@ -168,7 +168,7 @@ def _route_delay_run(lab, start, name: str) -> tuple[dict, str, str]:
         env = dict(line.split("=", 1) for line in env_text.splitlines() if "=" in line)
         return env, seen, proc.log()
     finally:
-        proc.stop(5)
+        proc.stop_promptly(5)
         stop_udhcpc(lab, name)
 
 
