@@ -6,7 +6,8 @@ Why: OpenVPN 2.6's SIGHUP has every client connect again, through every check of
 ours keeps its clients across a reload and checks each one (gateway/ops.py's pass: the chain,
 ccd file and what it would be given). These two checks count the other clients, so they are
 worked out once, for all the clients the reload found, when it applies (on the loop: one walk
-over the clients, ~0.4 ms at 1,000), and the pass refuses each such client at its verdict, as
+over the clients, ~2-4 ms at 1,000 and ~70-120 ms at 8,000, whether they share a name or not:
+lab/reload_count_pass.py), and the pass refuses each such client at its verdict, as
 it refuses a revoked one (ops.py _verdicts_in). Which ones go is what the connect path decides,
 by the same function (openvpn/count_checks.py by_count), replayed over the clients holding a place
 (established, or their client-connect pending) oldest first: without duplicate-cn a newer

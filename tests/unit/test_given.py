@@ -116,3 +116,29 @@ def test_auth_user_pass_optional_taken_away_is_tightened_switched_on_is_not():
     got = tightened(lenient, strict)
     assert isinstance(got, Tightened) and got.startswith("auth-user-pass-optional taken away"), got
     assert tightened(strict, lenient) is None and tightened(lenient, lenient) is None
+
+
+def test_refused_by_count_hands_a_shared_name_over_once_not_at_each_of_its_clients(monkeypatch):
+    """A reload's pass stays one walk when many clients share one certificate (review46a): with
+    duplicate-cn on, each client was handed every earlier session of its name, so a pass over
+    8,000 clients of one name took ~1 s on the loop (quadratic). Counted, not timed: the
+    sessions of a name the decision is handed, over the whole pass, stay within the clients'
+    number, with duplicate-cn on (nothing to end) and off (one session of the name at a time)."""
+    import appliance.openvpn.count_checks as cc
+    from appliance.gateway.reload_admission import refused_by_count
+    handed: list[int] = []
+    real = cc.by_count
+
+    def counting(rec, n_present, same_name, *rest):
+        same_name = list(same_name)
+        handed.append(len(same_name))
+        return real(rec, n_present, same_name, *rest)
+
+    monkeypatch.setattr(cc, "by_count", counting)
+    recs = [_held(i, "shared") for i in range(400)]
+    assert refused_by_count(recs, duplicate_cn=True, max_clients=1000, order=lambda r: r.n) == {}
+    assert len(handed) == 400 and sum(handed) <= 400, sum(handed)
+    handed.clear()
+    out = refused_by_count(recs, duplicate_cn=False, max_clients=1000, order=lambda r: r.n)
+    assert set(out) == {id(r) for r in recs[:-1]}       # the newest of the name kept
+    assert len(handed) == 400 and sum(handed) <= 400, sum(handed)
