@@ -199,3 +199,19 @@ def test_a_tls_verify_refusal_whose_notice_was_lost_is_sent_again(pki):  # noqa:
     t = _run(d, a, addr, 1.0, 1.0 + REFUSAL_HOLD, done=lambda s: s.closed)
     assert t is not None, "the client never heard the refusal: the lost notice was not sent again"
     assert not _up(a) and any(isinstance(x, ev.SessionClosed) and x.tls_error for x in a.events)
+
+
+def test_a_reload_drops_the_remnants_and_resends_nothing_after_it(pki):  # noqa: F811
+    """As the README says (and as 2.6's SIGHUP, which ends every instance): a reload's new
+    settings (ServerDispatcher.apply_settings) drop what refused logins left; nothing of theirs
+    is sent after it, and a later refusal keeps its own remnant as before (review46a: untested)."""
+    import dataclasses
+    addr, later = ("198.18.0.85", 40000), ("198.18.0.86", 40000)
+    d, _a, _rec = _refused_with_reply_lost(pki, True, addr)
+    assert d.refusals.get(addr) is not None
+    d.apply_settings(dataclasses.replace(d.st))
+    assert len(d.refusals) == 0 and d.next_deadline() is None
+    d.handle_timer(2.0 + REFUSAL_HOLD - 0.5)
+    assert d.take_outgoing() == []
+    _refused_with_reply_lost(pki, True, later, d=d)
+    assert d.refusals.get(later) is not None
