@@ -194,10 +194,12 @@ def pytest_runtest_logreport(report) -> None:  # noqa: ANN001 - pytest hook (xdi
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001 - pytest hook
-    """With --durations: the slowest files too, the figures LONG_FILES is kept up to date from."""
-    if config.getoption("durations", None) and len(_FILE_SECONDS) > 1:
+    """With --durations: the slowest files too, the figures LONG_FILES is kept up to date from
+    (--durations=0, pytest's "every test", lists every file: 0 is not "off" here either)."""
+    wanted = config.getoption("durations", None)
+    if wanted is not None and len(_FILE_SECONDS) > 1:
         terminalreporter.section("slowest files (set-up + calls + tear-down)")
-        for name, secs in sorted(_FILE_SECONDS.items(), key=lambda kv: -kv[1])[:25]:
+        for name, secs in sorted(_FILE_SECONDS.items(), key=lambda kv: -kv[1])[:25 if wanted else None]:
             terminalreporter.write_line(f"{secs:8.1f}s {name}")
 
 
