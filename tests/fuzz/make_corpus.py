@@ -596,6 +596,10 @@ def generate(out: Path = SEEDS, only: set[str] | None = None) -> dict[str, tuple
                        ("mgmt-words", conn42_targets.seeds_mgmt_words)):
         for data in fn():
             add(target, data)
+    # fuzz45: the multi-peer containment target
+    from .contain_targets import seeds as contain_seeds
+    for data in contain_seeds():
+        add("contain", data)
     # lanatk38's caps: an answer of more records than the rebinding check reads (TCP and UDP
     # clients), a DHCP request of a PAD run and of more than 64 options
     q = encode_query(0x3800, "many.example", 1)

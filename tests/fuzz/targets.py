@@ -1012,6 +1012,17 @@ _add(Target("mgmt-words", lambda: _lazy("conn42_targets", "make_mgmt_words"), 10
             "a management command line's words (command_words) against 2.6.14's parse_line: the same "
             "words, or the same error", 0.4))
 
+# fuzz45: one peer's bytes end at most its own session, with legitimate peers connected and pinging.
+_add(Target("contain", lambda: _lazy("contain_targets", "make_contain"), 1024,
+            "a UDP tls-crypt server with three legitimate clients (certificate and password) and hostile "
+            "actors: a keyless sender (random, replayed, cut, bit-flipped, spoofed datagrams), tls-crypt key "
+            "holders without a certificate (handshakes, floods, spoofed resets, forged control packets), an "
+            "authenticated client (PUSH_REQUEST floods, TLS junk and oversized records, renegotiation storms, "
+            "data on others' peer-ids, forged inner sources, restarts), time (no internal error; the loop "
+            "bounded; each legitimate client keeps its connection, record, address and peer-id, and its "
+            "pings reach the LAN, it and the next client; nothing forged reaches a TUN; books and the log "
+            "bounded)", 0.75))
+
 
 def _make_selftest():
     """Only with FUZZ_SELFTEST=1: a target that raises on b"K..." and hangs on b"H...", to check
