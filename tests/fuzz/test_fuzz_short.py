@@ -41,8 +41,12 @@ SLOW = {"key-method-server": 40, "push-client": 40, "p2p-key-method": 40,   # a 
         # 12700 -> 12751, do find more with 250: they keep it.)
         "port-share": 60, "peer-ids": 60, "tls-config": 60, "flight-batch": 60,
         "native": 60, "tls-session": 60, "mcast-tun": 60,
-        "reload-restart": 5,                   # 2-4 clients' handshakes, reloads, ~45 s of fake time per input
-        "contain": 0}                          # fuzz45: four handshakes per input; its 13 seeds only (~6 s)
+        "reload-restart": 5}                   # 2-4 clients' handshakes, reloads, ~45 s of fake time per input
+# Not run here at all (the suite is at its time budget): fuzz45's contain (four handshakes and up to
+# 20 steps with pings per input: its 13 seeds took 23 s at load 14). Its first two seeds still run in
+# test_every_module_a_target_runs_is_instrumented, its crashers in test_crasher_replays, and
+# tests/gateway/test_tls_crypt_holder_forgery.py holds its finding.
+NOT_SHORT = {"contain"}
 
 # Findings the fuzzer made that are not fixed yet (engine bugs, for the engine's owner): crasher
 # file (under crashers/<target>/) -> why it fails. The short run ignores violations of the same
@@ -83,7 +87,7 @@ def _mutate(seed: bytes, rng: random.Random, pool: list[bytes], max_len: int) ->
     return bytes(b[:max_len])
 
 
-@pytest.mark.parametrize("name", list(TARGETS))
+@pytest.mark.parametrize("name", [n for n in TARGETS if n not in NOT_SHORT])
 def test_target_briefly(name):
     t = TARGETS[name]
     one = t.make()
