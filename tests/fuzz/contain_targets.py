@@ -10,7 +10,7 @@ a passdb refuses logins without a password, `auth-user-pass-optional` wants a co
 mallory (client3), authenticated, hostile.
 The server is UDP only (one proto per server; TCP's bystanders are peer-ids-tcp's and port-share's).
 
-Input: steps split at SEP, `op b0 b1 body`; op % 14:
+Input: steps split at SEP, `op b0 b1 body`; op % 16:
   0 a keyless sender: `body` as a datagram from an attacker's address, or (b0 bit 7) from a
     legitimate client's own address and port (spoofed);
   1 a replay of a captured client-to-server datagram (b0 picks it), as it was, cut at b1, or with
@@ -38,7 +38,11 @@ Input: steps split at SEP, `op b0 b1 body`; op % 14:
     198.18.77.7), to the LAN or to another legitimate client;
   11 mallory restarts (SIGUSR1) or (b0 bit 7) exits;
   12 time passes (b0 % 30 + 0.1 s);
-  13 `body` as a datagram from mallory's own address (raw, not sealed).
+  13 `body` as a datagram from mallory's own address (raw, not sealed);
+  14 a race: the next datagram a legitimate client sends reaches the server first as a copy from
+    an attacker's address (an on-path attacker faster than the client), then as itself;
+  15 mallory seals a packet under its own peer-id and sends it from a legitimate client's address
+    (a float onto an address another client holds).
 
 Oracles, after every step (for the rule, not today's code):
 - no internal error (dispatcher, pump); the server never stops; the loop reaches the time asked
@@ -163,8 +167,12 @@ def make_contain():
         c2s: list[tuple[bytes, tuple]] = []
         s2c: list[tuple[bytes, tuple]] = []
         real = w.net.deliver
+        w.race = None                               # (victim's address, attacker's): op 14
 
         def deliver(data, src, dst):                # the wire, as an eavesdropper records it
+            if w.race is not None and dst == server and tuple(src) == w.race[0]:
+                real(data, w.race[1], dst)
+                w.race = None
             if dst == server and len(c2s) < 4096:
                 c2s.append((bytes(data), tuple(src)))
             elif tuple(src) == server and len(s2c) < 4096:
@@ -264,7 +272,7 @@ def make_contain():
             for step in data.split(SEP)[:20]:
                 if not step:
                     continue
-                op, b0, b1, body = step[0] % 14, (step[1] if len(step) > 1 else 0), \
+                op, b0, b1, body = step[0] % 16, (step[1] if len(step) > 1 else 0), \
                     (step[2] if len(step) > 2 else 0), step[3:]
                 what = f"step {op} ({step[:8].hex()})"
                 lines.n = 0
@@ -312,6 +320,8 @@ def _act(w, gw, op, b0, b1, body, legit, mallory, c2s, s2c, server, serial) -> N
     elif op == 2 and s2c:
         pkt, _dst = s2c[(b0 * 7 + b1) % len(s2c)]
         w.net.deliver(_mutated(pkt, (b0 >> 5) % 3, b1), server, vaddr)
+    elif op == 14:
+        w.race = (vaddr, ATTACKERS[b1 % len(ATTACKERS)])
     elif op == 3:
         addr = ATTACKERS[b0 % len(ATTACKERS)]
         serial[0] += 1
@@ -370,6 +380,11 @@ def _act(w, gw, op, b0, b1, body, legit, mallory, c2s, s2c, server, serial) -> N
         src = _mallory_addr(gw, mallory)
         if src is not None:
             w.net.deliver(body, src, server)
+    elif op == 15:
+        wire = mallory.conn.session.encrypt(ipv4_udp(w.client_addr(MALLORY) or "198.18.77.7", LAN_HOST,
+                                                     b"float " + body[:64]))
+        for pkt in ([wire] if isinstance(wire, (bytes, bytearray)) else list(wire or [])):
+            w.net.deliver(bytes(pkt), vaddr, server)
 
 
 def _mallory_addr(gw, mallory):
@@ -430,4 +445,6 @@ def seeds() -> list[bytes]:
         s(b"\x0a\x00\x00x", b"\x0a\x01\x01y", b"\x0a\x02\x80z"),                   # forged inner sources
         s(b"\x0b\x00\x00", b"\x0c\x05\x00", b"\x0b\x80\x00", b"\x0c\x05\x00"),     # mallory restarts, exits
         s(b"\x0d\x00\x00" + bytes(20), b"\x0d\x00\x00\x48\x00\x00\x00" + bytes(30), b"\x0c\x1d\x00"),
+        s(b"\x0e\x00\x00", b"\x0e\x01\x01", b"\x0c\x0b\x00", b"\x0e\x02\x02"),     # races
+        s(b"\x0f\x00\x00x", b"\x0f\x01\x00y", b"\x0c\x03\x00"),                     # mallory floats onto others
     ]
