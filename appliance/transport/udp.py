@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import errno
 import logging
-import mmap
 import socket
 import struct
 import time
 
 from .. import native
+from ..anonbuf import anon_buffer
 from ..ioerrors import PortGone
 
 log = logging.getLogger("vpn-appliance")
@@ -211,7 +211,7 @@ class UdpTransport:
         # py_recv_from_many's buffer: the compiled receive has its own, so on a real socket this
         # one is only written without the compiled module; anonymous pages, resident once
         # written (a zero-filled bytearray held 64 KiB per socket from its open).
-        self.rbuf = mmap.mmap(-1, RECV_SIZE)
+        self.rbuf = anon_buffer(RECV_SIZE)
         self.rview = memoryview(self.rbuf)
         # The compiled recvmmsg reads the descriptor itself: only for a real, connected socket (an
         # in-memory one from lab/fakes.py goes through py_recv_many and its own methods).

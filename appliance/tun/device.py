@@ -17,12 +17,12 @@ from __future__ import annotations
 import errno
 import fcntl
 import logging
-import mmap
 import os
 import socket
 import struct
 import time
 
+from ..anonbuf import anon_buffer
 from ..ioerrors import PortGone
 from . import offload
 from .flow_owner import FlowOwners
@@ -122,7 +122,7 @@ class TunDevice:
         self._pending: list = []
         # read_packets' buffer (tests' reads; read_batch is the gateways'): anonymous pages, resident
         # only once written, as the spill buffer below -- a zero-filled bytearray is 64 KiB at once.
-        self.buf = mmap.mmap(-1, READ_SIZE)
+        self.buf = anon_buffer(READ_SIZE)
         self.view = memoryview(self.buf)
         # read_batch's pool: one buffer per packet of a batch, HEADROOM bytes before the packet.
         # Each entry: (the buffer, the iovec list readv fills), built once, not per read. The
@@ -145,7 +145,7 @@ class TunDevice:
         it is joined into the spill buffer (one MTU's copy) and split, or copied out whole."""
         self._hdr = memoryview(bytearray(offload.VNET_HDR_LEN))
         self._pool = []
-        self._spill = memoryview(mmap.mmap(-1, MAX_READ))     # resident as far as spills have reached
+        self._spill = memoryview(anon_buffer(MAX_READ))     # resident as far as spills have reached
         self._size = self._pool_size()
 
     def _pool_size(self) -> int:
