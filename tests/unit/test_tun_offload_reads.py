@@ -96,3 +96,47 @@ def test_any_vnet_header_and_bytes_never_raise(fake_tun, reads):
     whole = len(pkts) - dev.stats["segments"] + dev.stats["super_packets"]
     nonempty = sum(1 for r in reads if r[-1])
     assert whole + dev.stats["offload_refused"] == nonempty
+
+
+@pytest.mark.parametrize("vnet", [True, False])
+def test_reads_at_and_over_the_pool_buffer_come_whole_and_apart_in_one_batch(fake_tun, vnet):
+    """review46b: the pool buffers hold one packet of the MTU (1,500 here); anything longer lands
+    in the device's one spill buffer. In one batch: packets at the MTU, one byte over it, at
+    9,000 and at 64 KiB, a TSO super-packet between them, a CHECKSUM_PARTIAL one over the MTU --
+    each must come out whole and its own (a spilled packet handed out as a view of the spill
+    buffer would show the next spill's bytes); the spilled ones stay so after the next batch
+    (the others are views of the pool, valid until the next read_batch as documented). Without the
+    vnet header (a TAP device, or vnet off) the same, minus the offloads."""
+    dev, peer = fake_tun
+    if not vnet:
+        dev.hlen = 0
+        dev._init_pool()
+
+    def plain(length: int, fill: int) -> bytes:
+        return bytes(IP(src=SRC4, dst=DST4, id=fill) / UDP() / Raw(bytes([fill]) * (length - 28)))
+
+    hdr = build_vnet_hdr(0, 0, 0, 0, 0, 0) if vnet else b""
+    want = [plain(1500, 1), plain(1501, 2), plain(9000, 3)]
+    sends = [hdr + p for p in want]
+    payload = bytes(range(256)) * 40
+    if vnet:
+        sp = _partial_sum(bytearray(bytes(IP(src=SRC4, dst=DST4) / TCP(flags="PA") / Raw(payload))), 6, 16)
+        sends.append(build_vnet_hdr(F_NEEDS_CSUM, GSO_TCPV4, 40, 1348, 20, 16) + bytes(sp))
+        big = plain(4000, 4)
+        want.append(big)
+        sends.append(build_vnet_hdr(F_NEEDS_CSUM, 0, 0, 0, 20, 6) + bytes(_partial_sum(bytearray(big), 17, 6)))
+    last = plain(65535 - len(hdr) if not vnet else 65535, 5)
+    want.append(last)
+    sends.append(hdr + last)
+    for s in sends:
+        peer.send(s)
+    pkts = dev.read_batch(64)
+    whole = [p for p in pkts if len(p) - 40 != 1348 and not (vnet and len(p) == 844)]
+    assert [bytes(p) for p in whole] == want
+    assert dev.stats["spilled"] == len([p for p in want if len(p) > 1500])
+    if vnet:
+        segs = [p for p in pkts if p not in whole]
+        assert b"".join(bytes(p[40:]) for p in segs) == payload and all(_valid_tcp(p) for p in segs)
+    peer.send(hdr + plain(30000, 6))
+    assert [bytes(p) for p in dev.read_batch(64)] == [plain(30000, 6)]
+    assert [bytes(p) for p in whole if len(p) > 1500] == [p for p in want if len(p) > 1500]
