@@ -311,6 +311,49 @@ def test_tun_read_pool_sized_by_the_mtu_and_packets_over_it_still_whole(netns, t
             tun.close()
 
 
+def test_tap_read_pool_holds_a_vlan_tagged_frame_and_a_double_tagged_one_comes_whole(netns):
+    """review46b: a TAP device's pool buffers hold a frame of its MTU with one VLAN tag (MTU + 18)
+    without spilling; a frame with two tags (802.1ad, MTU + 22: the kernel sends it once the
+    device's MTU is raised behind the gateway's back) spills and still comes whole. Frames sent
+    out of the TAP through a raw packet socket (this kernel has no 802.1Q module)."""
+    ns = netns()
+    with _inside(ns):
+        tun = TunDevice("uttap%d", mtu=1500, tap=True)
+        raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        try:
+            _ip("link", "set", "dev", tun.name, "up")
+            raw.bind((tun.name, 0))
+            head = bytes.fromhex("020000004602" "020000004601")
+
+            def frame(tags: int, fill: int) -> bytes:
+                tag = b"".join(bytes.fromhex("8100") + (5 + t).to_bytes(2, "big") for t in range(tags))
+                ip = bytes(IP(src=TUN_ADDR, dst=TUN_PEER, id=fill) / Raw(bytes([fill]) * (1500 - 20)))
+                return head + tag + b"\x08\x00" + ip
+
+            def read(count: int) -> list[bytes]:
+                got: list[bytes] = []
+                end = time.monotonic() + 10
+                while len(got) < count and time.monotonic() < end:
+                    if _wait_readable(tun, end - time.monotonic()):
+                        got += [bytes(f) for f in tun.read_batch(64) if len(f) > 1400]
+                return got
+
+            sent = [frame(0, 1), frame(1, 2)]
+            for f in sent:
+                raw.send(f)
+            assert read(2) == sent                      # 1,514 and 1,518 bytes
+            assert tun.stats["spilled"] == 0
+            _ip("link", "set", "dev", tun.name, "mtu", "1504")      # not told to the device
+            sent = [frame(2, 3), frame(1, 4), frame(2, 5)]
+            for f in sent:
+                raw.send(f)
+            assert read(3) == sent                      # 1,522, 1,518, 1,522: each whole, its own
+            assert tun.stats["spilled"] == 2
+        finally:
+            raw.close()
+            tun.close()
+
+
 def test_tun_gro_write_delivers_merged_segments_to_a_local_socket(netns):
     """Play a TCP client behind the TUN and send 40 segments in one write_packets call: they must
     go into the kernel as one GSO super-packet, and the local socket must receive every byte."""
