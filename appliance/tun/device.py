@@ -157,10 +157,19 @@ class TunDevice:
 
     @mtu.setter
     def mtu(self, mtu: int) -> None:
-        """A new MTU (a pushed tun-mtu) resizes the pool buffers as read_batch next takes them:
-        packets of the new MTU then read without spilling."""
+        """A new MTU (a pushed tun-mtu): the pool starts over with POOL_START buffers of its size,
+        so packets of the new MTU read without spilling, and read_batch adds more as batches grow.
+        Why not resize each buffer as read_batch next takes it (soak45's first version): the
+        buffers beyond what later batches reach stayed at the old size (a pool grown to 64 at
+        tun-mtu 9000 kept ~580 kB after a push of 1500), and the hot loop paid a size check per
+        packet. Views of the old buffers a caller still holds keep them alive until dropped."""
         self._mtu = mtu
-        self._size = self._pool_size()
+        size = self._pool_size()
+        if size != self._size:
+            self._size = size
+            self._pool.clear()      # in place: read_batch keeps no reference across calls anyway
+            for _ in range(POOL_START):
+                self._pool_add()
 
     def fileno(self) -> int:
         return self.fd
@@ -232,8 +241,8 @@ class TunDevice:
         calls = 0
         while len(out) < max_packets and calls < 2 * max_packets:
             calls += 1                  # empty or header-only reads count too: a batch is bounded
-            if i == len(pool) or len(pool[i][0]) != HEADROOM + size:
-                self._pool_add(i)
+            if i == len(pool):
+                self._pool_add()
             buf, iov = pool[i]
             try:
                 n = readv(fd, iov)
@@ -278,17 +287,13 @@ class TunDevice:
         self.stats["read"] += len(out)
         return out
 
-    def _pool_add(self, i: int | None = None) -> None:
-        """A buffer at the pool's place `i` (appended when i is its length or None): its packet
-        part, then the spill buffer's rest up to MAX_READ in the same iovec list."""
+    def _pool_add(self) -> None:
+        """One more pool buffer: its packet part, then the spill buffer's rest up to MAX_READ in
+        the same iovec list."""
         size = self._size
         b = memoryview(bytearray(HEADROOM + size))
         iov = [b[HEADROOM:], self._spill[size:]]
-        entry = (b, [self._hdr, *iov] if self.hlen else iov)
-        if i is None or i == len(self._pool):
-            self._pool.append(entry)
-        else:
-            self._pool[i] = entry
+        self._pool.append((b, [self._hdr, *iov] if self.hlen else iov))
 
     def _refresh_local(self) -> None:
         """The TUN's own IPv4 address, at most once a LOCAL_REFRESH: segments to it are merged

@@ -140,3 +140,33 @@ def test_reads_at_and_over_the_pool_buffer_come_whole_and_apart_in_one_batch(fak
     peer.send(hdr + plain(30000, 6))
     assert [bytes(p) for p in dev.read_batch(64)] == [plain(30000, 6)]
     assert [bytes(p) for p in whole if len(p) > 1500] == [p for p in want if len(p) > 1500]
+
+
+def test_a_smaller_mtu_told_leaves_no_read_buffers_of_the_larger_one(fake_tun):
+    """review46b: a batch of 64 at tun-mtu 9,000 grows the pool to 64 buffers of that size; a
+    push of a smaller tun-mtu must not leave them held (soak45's version resized a buffer only
+    as a batch next reached it: the 60 beyond a batch of 4, ~540 kB, stayed). Packets of either
+    MTU come whole."""
+    import tracemalloc
+
+    dev, peer = fake_tun
+    hdr = build_vnet_hdr(0, 0, 0, 0, 0, 0)
+
+    def batch(count: int, length: int) -> bool:
+        want = [b"\x45" + bytes([i]) * (length - 1) for i in range(count)]    # no offload: not parsed
+        for p in want:
+            peer.send(hdr + p)
+        return [bytes(p) for p in dev.read_batch(64)] == want
+
+    dev.mtu = 9000                                  # a push of tun-mtu 9000
+    tracemalloc.start()
+    try:
+        assert batch(64, 9000)
+        dev.mtu = 1500                              # the next connection's push: 1500
+        assert batch(4, 1500)
+        held = sum(t.size for t in tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.Filter(True, device.__file__)]).traces)
+    finally:
+        tracemalloc.stop()
+    assert held < 100_000, f"after tun-mtu 9000 -> 1500 the device holds {held:,} bytes of read buffers"
+    assert dev.stats["spilled"] == 0
