@@ -438,8 +438,8 @@ class ClientPush:
     def _session_options(s: Session, ccd) -> None:
         """A per-client file's lines for the client's own session, as OpenVPN 2.6 applies them
         to the client's instance (init.c do_deferred_options after multi.c's import): its
-        keepalive timers (ping-exit ends a server's client as ping-restart does: the earlier
-        of the two), its compression framing, refused as 2.6 refuses it when the server says
+        keepalive timers (ping-exit ends a server's client as ping-restart does: the file's
+        later line of the two replaces the session's timer, as both set 2.6's one), its compression framing, refused as 2.6 refuses it when the server says
         `allow-compression no`. Its data cipher cannot change here -- the keys were made
         with it before the file was read, where 2.6 chooses at the push -- so a `data-ciphers`,
         `cipher` or `data-ciphers-fallback` line is checked instead: a line that would have
@@ -448,10 +448,8 @@ class ClientPush:
         where = getattr(ccd, "where", {})
         if getattr(ccd, "ping", None) is not None:
             s.ping_interval = ccd.ping
-        pr, pe = getattr(ccd, "ping_restart", None), getattr(ccd, "ping_exit", None)
-        if pr is not None or pe:
-            ends = [n for n in (pr if pr is not None else s.ping_restart, pe) if n]
-            s.ping_restart = min(ends) if ends else 0
+        if getattr(ccd, "ping_restart", None) is not None:
+            s.ping_restart = ccd.ping_restart        # (0: off, as 2.6's ping_rec_timeout 0)
         comp = getattr(ccd, "comp", None)
         if comp is not None:
             if comp in ("lzo", "lz4", "lz4-v2"):

@@ -37,12 +37,16 @@ def test_ping_lines_set_that_clients_server_side_timers(pki):  # noqa: F811
     assert (ss.ping_interval, ss.ping_restart) == (7, 25)      # the server's own: 10 and 60
 
 
-def test_ping_exit_ends_the_client_as_ping_restart_the_earlier_of_the_two(pki):  # noqa: F811
+def test_ping_exit_and_ping_restart_set_one_timer_the_later_line_winning(pki):  # noqa: F811
+    """2.6's ping-exit and ping-restart both set the instance's ping_rec_timeout (options.c):
+    the later line replaces the server's (review46c: ours kept the earlier of the two)."""
     d, s = _connect(pki, "ping-exit 15\n")
     assert _up(s), d.events
     assert _server_session(d).ping_restart == 15
     d, s = _connect(pki, "ping-exit 90\n")
-    assert _server_session(d).ping_restart == 60               # the server's 60 comes first
+    assert _server_session(d).ping_restart == 90               # over the server's 60, as 2.6
+    d, s = _connect(pki, "ping-exit 30\nping-restart 300\n")
+    assert _server_session(d).ping_restart == 300
 
 
 def test_comp_lzo_no_frames_that_client_with_the_lzo_stub(pki):  # noqa: F811

@@ -56,7 +56,7 @@ def _merge(a, b):
     c.block_ifconfig = a.block_ifconfig or b.block_ifconfig
     c.block_ifconfig_ipv6 = b.block_ifconfig_ipv6 if b.block_ifconfig_ipv6 is not None else a.block_ifconfig_ipv6
     # compat45: the session's lines, the later part's value winning; a fallback stays on once on.
-    for f in ("ping", "ping_restart", "ping_exit", "comp", "data_ciphers"):
+    for f in ("ping", "ping_restart", "comp", "data_ciphers"):
         setattr(c, f, getattr(b, f) if getattr(b, f) is not None else getattr(a, f))
     if b.fallback is not None:
         c.fallback = (b.fallback[0], b.fallback[1] or bool(a.fallback and a.fallback[1]))

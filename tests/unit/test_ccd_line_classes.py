@@ -86,7 +86,10 @@ def test_lines_without_effect_on_a_servers_client_are_taken_silently(line):
 
 
 @pytest.mark.parametrize("text,field,value", [
-    ("ping 7\n", "ping", 7), ("ping-restart 0\n", "ping_restart", 0), ("ping-exit 45\n", "ping_exit", 45),
+    ("ping 7\n", "ping", 7), ("ping-restart 0\n", "ping_restart", 0), ("ping-exit 45\n", "ping_restart", 45),
+    # 2.6's ping-exit and ping-restart set one timer: the later line wins (review46c: ours kept the
+    # earlier of the two, cutting a client 2.6 gives 300 s off at 30)
+    ("ping-exit 30\nping-restart 300\n", "ping_restart", 300), ("ping-restart 300\nping-exit 0\n", "ping_restart", 0),
     ("comp-lzo no\n", "comp", "lzo-stub"), ("comp-lzo\n", "comp", "lzo"), ("compress\n", "comp", "stub"),
     ("compress stub-v2\n", "comp", "stub-v2"), ("compress lz4-v2\n", "comp", "lz4-v2"),
     ("compress stub\ncomp-lzo no\n", "comp", "lzo-stub"),                    # the later line wins
@@ -119,3 +122,27 @@ def test_skipped_lines_are_said_at_a_limited_rate_per_source(caplog):
     assert len(mine) == 4, lines                        # a burst of 3, then one after 30 s ...
     assert "(47 more times since the last such line)" in mine[-1], mine[-1]     # ... counting the held
     assert any(m.startswith("/ccd/other:1: foo:") for m in lines), "another file has its own limit"
+
+
+@pytest.mark.parametrize("text,directive", [
+    ("disable\0 junk\n", "disable"), ("push-reset\0\n", "push-reset"), ("frobnicate 1\0\n", "frobnicate"),
+    ("iroute 198.18.4.0 255.255.255.0\0x\n", "iroute"), ("setenv opt disable\0\n", "setenv"),
+])
+def test_a_line_holding_a_nul_refuses_the_client(text, directive):
+    """review46c: 2.6 reads a line only up to a NUL (`disable<NUL> junk` disables the client
+    there); ours skipped `disable<NUL>` as an unknown directive and let the client in."""
+    with pytest.raises(ConfigError) as e:
+        parse_ccd(text, PATH)
+    assert f"{PATH}:1: {directive}: a NUL byte in the line" in str(e.value), str(e.value)
+
+
+def test_a_nul_in_a_comment_changes_nothing():
+    assert parse_ccd("# a \0 b\npush-reset ; \0\n", PATH).push_reset
+
+
+def test_ifconfig_push_with_an_alias_refuses_the_client():
+    """review46c: 2.6 tells the client the third address (`ifconfig ALIAS MASK`, NAT between);
+    ours dropped it and pushed the first."""
+    with pytest.raises(ConfigError) as e:
+        parse_ccd("ifconfig-push 198.19.0.5 255.255.255.0 198.19.0.99\n", PATH)
+    assert f"{PATH}:1: ifconfig-push: the third argument" in str(e.value), str(e.value)

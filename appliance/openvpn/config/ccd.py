@@ -99,6 +99,11 @@ NO_EFFECT = frozenset({"ping-timer-rem", "comp-noadapt", "echo", "parameter", "s
 _REAL_COMPRESSION = ("lzo", "lz4", "lz4-v2")
 _SECONDS_MAX = 2**31 - 1
 
+NUL_LINE = ("a NUL byte in the line: OpenVPN 2.6 reads a line only up to it (`disable` followed by one is "
+            "`disable` there); the client is refused rather than the line read differently")
+IFCONFIG_ALIAS = ("the third argument (the address the client is told, behind NAT: OpenVPN's alias) is not "
+                  "supported; the client is refused rather than pushed its server-side address")
+
 SKIPPED_UNKNOWN = ("skipped, the client connected without it, as OpenVPN 2.6 does (\"Unrecognized option "
                    "or missing or extra parameter(s)\")")
 SKIPPED_CONTEXT = ("not a per-client option: skipped, the client connected without it, as OpenVPN 2.6 does "
@@ -123,6 +128,8 @@ def _not_exact(d: str, a: list[str], ln_inline: bool) -> str | None:
     """Why an EXACT directive's line is refused before its values are read, else None."""
     if ln_inline:
         return "inline blocks are not supported in a per-client file"
+    if d == "ifconfig-push" and len(a) == 3:
+        return IFCONFIG_ALIAS
     lo, hi = ARGS_26[d]
     if not lo <= len(a) <= (hi if hi is not None else len(a)):
         if d == "push-remove":
@@ -152,6 +159,12 @@ def parse_ccd(text: str, path: str = "<ccd>") -> CcdOptions:
     for ln in lines(text):
         if ln.tokens is None:
             errors.append(ConfigError(ln.error or "cannot parse", path, ln.number, ln.first_word))
+            continue
+        if any("\0" in t for t in ln.tokens):
+            # 2.6 reads a line only up to a NUL byte (a C string): `disable<NUL>x` is `disable`
+            # there, an unknown directive here -- skipped, it would have let in a client 2.6
+            # shuts out. Refused rather than read either way (the line names it).
+            refuse(NUL_LINE, ln.number, for_display(ln.tokens[0].split("\0")[0] or ln.tokens[0]))
             continue
         d, a = ln.tokens[0].lower(), ln.tokens[1:]
         if d == "setenv" and len(a) >= 2 and a[0].lower() == "opt":
@@ -186,8 +199,12 @@ def parse_ccd(text: str, path: str = "<ccd>") -> CcdOptions:
             v = _seconds(a[0])
             if v is None:
                 refuse(f"expects a number of seconds, 0 to {_SECONDS_MAX}", n, d)
+            elif d == "ping":
+                c.ping = v
             else:
-                setattr(c, d.replace("-", "_"), v)
+                # One timer in 2.6 (options.c: both set ping_rec_timeout): the later line wins,
+                # 0 switches it off; either ends a server's client.
+                c.ping_restart, c.where["ping-restart"] = v, where
         elif d in ("comp-lzo", "compress"):
             if a and a[0] == "migrate":
                 refuse("`compress migrate` is a server-wide setting, not supported per client", n, d)

@@ -119,12 +119,12 @@ class CcdOptions:
     block_ifconfig: bool = False
     block_ifconfig_ipv6: bool | None = None
     # What OpenVPN 2.6 also takes per client (multi.c CLIENT_CONNECT_OPT_MASK; ccd.py says which):
-    # the server-side keepalive timers of this client's session (ping-exit is a ping-restart
-    # there: either ends the client's instance), its compression framing, and what would choose
-    # its data cipher (checked against the cipher its keys use: clientpush.py).
+    # the server-side keepalive timers of this client's session (`ping-restart` and `ping-exit`
+    # set one timer there, the later line winning: either ends the client's instance), its
+    # compression framing, and what would choose its data cipher (checked against the cipher
+    # its keys use: clientpush.py).
     ping: int | None = None
     ping_restart: int | None = None
-    ping_exit: int | None = None
     comp: str | None = None                              # framing: stub, stub-v2, lzo-stub, lzo, lz4, lz4-v2
     data_ciphers: tuple[str, ...] | None = None
     fallback: tuple[str, bool] | None = None             # (cipher, whether the fallback is on for it)
