@@ -97,3 +97,13 @@ def test_real_compression_under_allow_compression_no_refuses_as_26(pki):  # noqa
     assert not _up(s)
     why = " ".join(str(e) for _r, e in d.events)
     assert "ccd/client6:1:" in why and "allow-compression" in why, why
+
+
+def test_a_line_we_apply_only_server_wide_refuses_the_client_naming_it(pki):  # noqa: F811
+    """2.6 applies a ccd `inactive` to that client; ours applies it server-wide only, so the
+    client is refused with the file's line named, never let in without it (review46c: moved
+    here from tests/interop/test_ccd_lines_vs_openvpn.py, where it ran against ours alone)."""
+    d, s = _connect(pki, "comp-lzo no\ninactive 30\n")
+    assert not _up(s)
+    why = " ".join(str(e) for _r, e in d.events)
+    assert "ccd/client6:2: inactive: a per-client inactivity limit is not supported" in why, why

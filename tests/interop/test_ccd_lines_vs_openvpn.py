@@ -4,8 +4,8 @@ Debian's server and ours with the same client-config-dir file: 2.6 applies `comp
 takes `cipher` and `echo`, and skips an unknown line and a server-only one (`route`) with a
 warning naming the file and line -- the client connects and pings through the tunnel, framed
 with the LZO stub, and is dropped at its own ping-restart (4 s; the server's is 60) once it
-falls silent. Ours refused the client at the first of those lines. A line we apply only to the
-whole server (`inactive`) refuses the client here, naming the line, where 2.6 lets it in.
+falls silent. Ours refused the client at the first of those lines. (A line we apply only to the
+whole server, `inactive`, refusing the client: tests/engine/test_ccd_session_lines.py.)
 """
 from __future__ import annotations
 
@@ -56,15 +56,3 @@ def test_a_ccd_file_of_such_lines_admits_and_applies_as_26(lab, procs, server):
     finally:
         os.kill(cli.p.pid, signal.SIGCONT)
 
-
-def test_a_line_we_apply_only_server_wide_refuses_the_client_naming_it(lab, procs):
-    ccd = lab.tmp / "ccd-inactive"
-    ccd.mkdir()
-    (ccd / "client1").write_text("comp-lzo no\ninactive 30\n")
-    srv = lab.udp_server("ours", server_config(lab.pki, extra=f"client-config-dir {ccd}\n"), "inactsrv")
-    procs.append(srv)
-    cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", client="client1"), "inactcli", wait=0)
-    procs.append(cli)
-    assert cli.wait_for("AUTH_FAILED", 30), cli.log()[-2000:]
-    assert srv.wait_for(f"{ccd / 'client1'}:2: inactive: a per-client inactivity limit is not supported", 10), \
-        srv.log()[-2000:]
