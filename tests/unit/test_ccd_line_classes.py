@@ -126,7 +126,7 @@ def test_skipped_lines_are_said_at_a_limited_rate_per_source(caplog):
 
 @pytest.mark.parametrize("text,directive", [
     ("disable\0 junk\n", "disable"), ("push-reset\0\n", "push-reset"), ("frobnicate 1\0\n", "frobnicate"),
-    ("iroute 198.18.4.0 255.255.255.0\0x\n", "iroute"), ("setenv opt disable\0\n", "setenv"),
+    ("iroute 198.18.4.0 255.255.255.0\0x\n", "iroute"), ("setenv opt disable\0\n", "setenv"), ("\0disable\n", "(NUL)"),
 ])
 def test_a_line_holding_a_nul_refuses_the_client(text, directive):
     """review46c: 2.6 reads a line only up to a NUL (`disable<NUL> junk` disables the client

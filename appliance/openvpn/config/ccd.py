@@ -164,7 +164,7 @@ def parse_ccd(text: str, path: str = "<ccd>") -> CcdOptions:
             # 2.6 reads a line only up to a NUL byte (a C string): `disable<NUL>x` is `disable`
             # there, an unknown directive here -- skipped, it would have let in a client 2.6
             # shuts out. Refused rather than read either way (the line names it).
-            refuse(NUL_LINE, ln.number, for_display(ln.tokens[0].split("\0")[0] or ln.tokens[0]))
+            refuse(NUL_LINE, ln.number, for_display(ln.tokens[0].split("\0")[0]) or "(NUL)")
             continue
         d, a = ln.tokens[0].lower(), ln.tokens[1:]
         if d == "setenv" and len(a) >= 2 and a[0].lower() == "opt":
@@ -204,7 +204,7 @@ def parse_ccd(text: str, path: str = "<ccd>") -> CcdOptions:
             else:
                 # One timer in 2.6 (options.c: both set ping_rec_timeout): the later line wins,
                 # 0 switches it off; either ends a server's client.
-                c.ping_restart, c.where["ping-restart"] = v, where
+                c.ping_restart = v
         elif d in ("comp-lzo", "compress"):
             if a and a[0] == "migrate":
                 refuse("`compress migrate` is a server-wide setting, not supported per client", n, d)
