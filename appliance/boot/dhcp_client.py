@@ -53,12 +53,15 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from pyroute2 import IPRoute
 
 from ..transport import sockfilter
 from ..logpace import NoteLimit, times
+
+if TYPE_CHECKING:
+    from ..router.nics import Undo
 
 log = logging.getLogger("vpn-appliance")
 # A flood of replies (anyone on the WAN can broadcast to port 68): past MAX_REPLIES datagrams in one
@@ -1167,10 +1170,14 @@ def _sigterm_stops(ifname: str) -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
-def dhcp_configure(ifname: str, avoid: Sequence[ipaddress.IPv4Network] = (), policy: Policy = Policy()) -> Lease:
+def dhcp_configure(ifname: str, avoid: Sequence[ipaddress.IPv4Network] = (), policy: Policy = Policy(),
+                   undo: "Undo | None" = None) -> Lease:
     """Get a lease -- asking until one comes --, configure the interface, and keep the lease
     renewed in a daemon thread (RFC 2131 states). `avoid`: the LAN's networks, which no lease may
-    overlap."""
+    overlap. `undo` (run_toml's): the address applied and the lease's stop pushed as one step
+    (Undo.step), the wait for a lease before it left outside, so a stop signal still ends that
+    wait at once. Why (review46d): the push came after this returned, so a SIGTERM as the
+    address went on left it, and its default route, on the WAN after the run, no DHCPRELEASE."""
     with open(f"/sys/class/net/{ifname}/address") as f:
         mac = bytes.fromhex(f.read().strip().replace(":", ""))
     client = _Client(ifname, mac, avoid, policy, threading.Event())
@@ -1181,7 +1188,10 @@ def dhcp_configure(ifname: str, avoid: Sequence[ipaddress.IPv4Network] = (), pol
     lease = Lease(ifname, offer.address, offer.prefixlen, offer.router, list(offer.dns), offer.server,
                   offer.lease_time, _stop=client.stop)
     lease.mac = mac
-    client.bind(lease, offer, sent, "boot")
-    threading.Thread(target=client.keep_renewed, args=(lease,), name="dhcp-renew", daemon=True).start()
-    threading.Thread(target=client.watch_link, args=(lease,), name="dhcp-relink", daemon=True).start()
+    with undo.step() if undo is not None else contextlib.nullcontext():
+        client.bind(lease, offer, sent, "boot")
+        threading.Thread(target=client.keep_renewed, args=(lease,), name="dhcp-renew", daemon=True).start()
+        threading.Thread(target=client.watch_link, args=(lease,), name="dhcp-relink", daemon=True).start()
+        if undo is not None:
+            undo.push(f"DHCP on {ifname}", lease.stop)
     return lease

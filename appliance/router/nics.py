@@ -117,8 +117,7 @@ def configure_dhcp(ifname: str, undo: Undo, avoid: Sequence[ipaddress.IPv4Networ
     (link down/up, a flush) gets it back at once (the client's relink thread)."""
     with IPRoute() as ipr:
         ipr.link("set", index=ipr.link_lookup(ifname=ifname)[0], state="up")
-    lease = dhcp_client.dhcp_configure(ifname, avoid)
-    undo.push(f"DHCP on {ifname}", lease.stop)
+    lease = dhcp_client.dhcp_configure(ifname, avoid, undo=undo)   # its stop pushed there (Undo.step)
     log.info("%s: configured by DHCP (%s)", ifname, lease)
 
 

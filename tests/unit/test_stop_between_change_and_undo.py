@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import signal
+import time
 
 import pytest
 
@@ -92,3 +93,50 @@ def test_a_step_holds_a_stop_until_it_ends_and_nothing_else():
     assert fresh.take_ignored() == "SIGHUP" and not fresh.restoring_now
     with pytest.raises(StoppedInSetUp):
         fresh._handler(signal.SIGTERM, None)     # outside a step: at once, as before
+
+
+def test_a_dhcp_lease_applied_as_a_stop_signal_comes_is_released_and_removed(monkeypatch):
+    """review46d: configure_dhcp pushed the lease's stop after dhcp_configure returned, outside
+    any step: a SIGTERM as the lease's address went on left it (and its default route) on the
+    WAN after the run, with no DHCPRELEASE. The wait for a lease stays outside the step (a stop
+    ends it at once); the address and the push are one step now."""
+    from appliance.boot import dhcp_client
+    sigs = SetUpSignals()
+    undo = _undo(sigs)
+    on_nic: list[str] = []
+    released: list[str] = []
+    offer = dhcp_client.Offer("198.18.7.10", 24, "198.18.7.1", (), "198.18.7.1", 3600)
+
+    def applied(ifname, got) -> None:  # noqa: ANN001
+        on_nic.append(got.address)
+        sigs._handler(signal.SIGTERM, None)     # as the kernel would deliver one right then
+
+    monkeypatch.setattr(dhcp_client._Client, "acquire", lambda self: (offer, time.monotonic()))
+    monkeypatch.setattr(dhcp_client._Client, "keep_renewed", lambda self, lease: None)
+    monkeypatch.setattr(dhcp_client._Client, "watch_link", lambda self, lease: None)
+    monkeypatch.setattr(dhcp_client, "_apply", applied)
+    monkeypatch.setattr(dhcp_client, "_remove", lambda ifname, address, prefixlen: on_nic.remove(address))
+    monkeypatch.setattr(dhcp_client, "release", lambda ifname, mac, address, server: released.append(address))
+    monkeypatch.setattr(nics, "IPRoute", _NoLinkChange)
+    with pytest.raises(StoppedInSetUp):
+        nics.configure_dhcp("lo", undo)
+    assert on_nic == ["198.18.7.10"], "the lease was never applied: the test did not reach the window"
+    undo.run()
+    assert on_nic == [], "the DHCP address stayed on the WAN after the run (its undo was never pushed)"
+    assert released == ["198.18.7.10"]
+
+
+class _NoLinkChange:
+    """IPRoute for configure_dhcp's link-up: no change to the test host's loopback."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:  # noqa: ANN002
+        pass
+
+    def link_lookup(self, ifname: str) -> list[int]:
+        return [1]
+
+    def link(self, *a, **k) -> None:  # noqa: ANN002, ANN003
+        pass
