@@ -20,7 +20,7 @@ import socket
 from ..ioerrors import PortGone, dev_name_cut, tun_open_failed
 from ..openvpn.config import Options
 from ..openvpn.config.model import route_network
-from ..openvpn.profile_push import device_mtu
+from ..openvpn.profile_push import device_mtu, redirect_in_effect  # (redirect_in_effect: tunnel's tests' name)
 from ..openvpn.route6 import parse_net6 as _net6
 from ..router.links import add_address6, configure_tun, link_up
 from ..router.route_record import RouteRecord
@@ -110,33 +110,6 @@ def _flags(flags: "list[str] | None") -> "tuple[str, ...] | None":
     """redirect-gateway / redirect-private flags as part of the applied push's key: a plain
     `redirect-gateway` (no flags) is not the same push as none."""
     return None if flags is None else tuple(flags)
-
-
-def redirect_in_effect(opts, pushed) -> "tuple[set[str] | None, set[str] | None]":
-    """The redirect-gateway and redirect-private flags this push is applied with (None: not in
-    effect), as OpenVPN 2.6 keeps them (options.c): one flag set for both directives, into which
-    every line -- the profile's, then the server's (2.6 restores the profile's before each push
-    and reads the pushed lines onto it) -- ORs its flags; each line turns the redirect on, and
-    `!ipv4` turns its IPv4 side off until a later redirect-gateway line turns it on again.
-    (rg, None) when any redirect-gateway line is in, `!ipv4` in rg when its IPv4 side ended off;
-    else (None, rp) for redirect-private alone. The one place every route decision reads them.
-    Before (helper atk45), the server's redirect-gateway replaced the profile's: a profile's
-    `redirect-gateway def1 ipv6` under a server's plain `redirect-gateway def1` sent all IPv6
-    outside the tunnel, where Debian's 2.6.14 client routes it in (its `block-local` likewise)."""
-    lines = [(gw, flags) for gw, flags in ((True, opts.redirect_gateway), (False, opts.redirect_private),
-                                           (True, pushed.redirect_gateway), (False, pushed.redirect_private))
-             if flags is not None]
-    if not lines:
-        return None, None
-    on4 = reroute = False
-    for gw, flags in lines:
-        on4, reroute = True, reroute or gw
-        if "!ipv4" in flags:
-            on4 = reroute = False
-    merged = {f for _gw, flags in lines for f in flags if f != "!ipv4"}
-    if any(gw for gw, _flags in lines):
-        return merged | (set() if reroute else {"!ipv4"}), None
-    return None, merged | (set() if on4 else {"!ipv4"})
 
 
 def did_redirect(opts, pushed) -> bool:

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from ..lan.pushed_dns import not_through_the_tunnel
+from ..openvpn.profile_push import redirect_in_effect
 
 # A DNS name as resolv.conf and resolved accept it (no spaces or control bytes from the server).
 _NAME = re.compile(r"^(?=.{1,253}\.?\Z)([A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*"
@@ -45,9 +46,10 @@ def _domain(d: str) -> str | None:
     return d.rstrip(".") if d and _NAME.match(d) and d != "." else None
 
 
-def from_pushed(pushed, redirect_local: list[str] | None = None) -> DnsSettings:
+def from_pushed(pushed, redirect_local: list[str] | None = None, private_local: list[str] | None = None) -> DnsSettings:
     """Validated settings from a PushedOptions (bad entries dropped, counts bounded);
-    `redirect_local` is the profile's own redirect-gateway when the server pushed none."""
+    `redirect_local` / `private_local`: the profile's own redirect-gateway / redirect-private,
+    whose flags the pushed ones add to (profile_push.redirect_in_effect, as the routes)."""
     servers: list[str] = []
     skipped: list[str] = []
     # With their ports (`dns server N address A:PORT`): resolv.conf has no port, and asking port
@@ -93,9 +95,17 @@ def from_pushed(pushed, redirect_local: list[str] | None = None) -> DnsSettings:
             add(routing, val)
     for d in getattr(pushed, "search_domains", []) or []:
         add(search, d)
-    rg = getattr(pushed, "redirect_gateway", None)
-    if rg is None:
-        rg = redirect_local
+    # The redirect the routes are made with (review46d: the server's line alone decided here, so
+    # a profile's `redirect-gateway def1 ipv6` under a pushed `redirect-gateway !ipv4` sent all
+    # IPv6 into the tunnel while names were asked outside it, the tunnel's DNS not the default).
+    rg = redirect_in_effect(_Profile(redirect_local, private_local), pushed)[0]
     default_route = rg is not None and ("!ipv4" not in rg or "ipv6" in rg)
     return DnsSettings(tuple(servers), tuple(search), tuple(routing), default_route, tuple(skipped),
                        tuple(f"{x} ({why})" for x, why in list(refused.items())[:MAX_SERVERS]))
+
+
+@dataclass(frozen=True)
+class _Profile:
+    """The profile's own redirect lines, as redirect_in_effect reads an Options."""
+    redirect_gateway: list[str] | None
+    redirect_private: list[str] | None

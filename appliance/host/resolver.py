@@ -61,8 +61,10 @@ class HostDns:
     CLOSE_WAIT = 30.0            # seconds close() waits for the worker's restore
 
     def __init__(self, redirect_gateway: list[str] | None = None,
-                 backend: Callable[[], Backend] = choose_backend, threaded: bool = True) -> None:
-        self.redirect_gateway = redirect_gateway      # the profile's own, when the server pushes none
+                 backend: Callable[[], Backend] = choose_backend, threaded: bool = True,
+                 redirect_private: list[str] | None = None) -> None:
+        self.redirect_gateway = redirect_gateway      # the profile's own, the pushed ones added to it
+        self.redirect_private = redirect_private
         self._make = backend
         self.backend: Backend | None = None
         self.errors = 0
@@ -105,7 +107,7 @@ class HostDns:
         # From tunnel-up (dns_up), as 2.6's up script sets DNS: with route-delay before the routes,
         # and their arrival (CONNECTED, the same push) changes nothing here.
         if state.dns_up and state.pushed is not None:
-            job: tuple = ("apply", from_pushed(state.pushed, self.redirect_gateway), state.tun_name or "tun0")
+            job: tuple = ("apply", from_pushed(state.pushed, self.redirect_gateway, self.redirect_private), state.tun_name or "tun0")
         else:
             job = ("restore",)
         if job == self._last:

@@ -44,6 +44,38 @@ def outside_ipv6_dropped(opts: "Options", pushed: PushedOptions | None) -> list[
     return [n for n, g, _x in pushed.routes_ipv6 if g == "net_gateway_ipv6"]
 
 
+def redirect_in_effect(opts, pushed) -> "tuple[set[str] | None, set[str] | None]":
+    # (opts: anything with the profile's redirect_gateway / redirect_private lists, as HostDns
+    # keeps them; pushed: a PushedOptions, or the DNS tests' stand-in without one of them.)
+    """The redirect-gateway and redirect-private flags this push is applied with (None: not in
+    effect), as OpenVPN 2.6 keeps them (options.c): one flag set for both directives, into which
+    every line -- the profile's, then the server's (2.6 restores the profile's before each push
+    and reads the pushed lines onto it) -- ORs its flags; each line turns the redirect on, and
+    `!ipv4` turns its IPv4 side off until a later redirect-gateway line turns it on again.
+    (rg, None) when any redirect-gateway line is in, `!ipv4` in rg when its IPv4 side ended off;
+    else (None, rp) for redirect-private alone. The one place every route decision
+    reads them, and the host DNS's default route (host/dns_settings.py: review46d).
+    Before (helper atk45), the server's redirect-gateway replaced the profile's: a profile's
+    `redirect-gateway def1 ipv6` under a server's plain `redirect-gateway def1` sent all IPv6
+    outside the tunnel, where Debian's 2.6.14 client routes it in (its `block-local` likewise)."""
+    lines = [(gw, flags) for gw, flags in ((True, getattr(opts, "redirect_gateway", None)),
+                                           (False, getattr(opts, "redirect_private", None)),
+                                           (True, getattr(pushed, "redirect_gateway", None)),
+                                           (False, getattr(pushed, "redirect_private", None)))
+             if flags is not None]
+    if not lines:
+        return None, None
+    on4 = reroute = False
+    for gw, flags in lines:
+        on4, reroute = True, reroute or gw
+        if "!ipv4" in flags:
+            on4 = reroute = False
+    merged = {f for _gw, flags in lines for f in flags if f != "!ipv4"}
+    if any(gw for gw, _flags in lines):
+        return merged | (set() if reroute else {"!ipv4"}), None
+    return None, merged | (set() if on4 else {"!ipv4"})
+
+
 def with_profile(opts: "Options", pushed: PushedOptions | None) -> PushedOptions | None:
     """`pushed` with the profile's route-ipv6, route-metric, block-ipv6, dhcp-option and dns;
     `pushed` itself when the profile has none of them (the common case costs nothing)."""

@@ -65,7 +65,10 @@ def test_a_hostile_push_cannot_inject_resolv_conf_lines_or_grow_without_bound():
 
 @pytest.mark.parametrize("pushed_rg, local_rg, want", [
     (["def1"], None, True), (None, ["def1", "bypass-dhcp"], True), (None, None, False),
-    (["!ipv4"], None, False), (["!ipv4", "ipv6"], None, True)])
+    (["!ipv4"], None, False), (["!ipv4", "ipv6"], None, True),
+    # review46d: the pushed line adds to the profile's, as the routes take them (2.6 ORs them):
+    # the profile's IPv6 redirect stays under a pushed `!ipv4`, so the tunnel's DNS is the default
+    (["!ipv4"], ["def1", "ipv6"], True), (["bypass-dns"], ["!ipv4"], True)])
 def test_default_route_follows_redirect_gateway(pushed_rg, local_rg, want):
     assert from_pushed(pushed(redirect=pushed_rg), local_rg).default_route is want
 
