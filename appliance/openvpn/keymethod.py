@@ -14,7 +14,7 @@ from .catoi import atoi, positive_atoi
 from .clientnat import parse_rule as parse_client_nat
 from .errors import BadPacket
 from .peernames import from_peer, to_bytes
-from .redirectflags import unknown_flag
+from .redirectflags import added_line, unknown_flag
 from .safeenv import NAME_MAX as SETENV_SAFE_NAME_MAX
 from .safeenv import safe_env_name, safe_env_value
 
@@ -601,8 +601,7 @@ def _take_option(p: PushedOptions, index: int, name: str, args: list[str], a: li
         # IPv4 side on again, so an earlier `!ipv4` goes unless this one has it too); it replaced
         # the first (atk45). gateway/tunnel.py redirect_in_effect merges these with the profile's.
         field = name.replace("-", "_")
-        before = [f for f in getattr(p, field) or () if f != "!ipv4" and f not in taken]
-        setattr(p, field, before + taken)
+        setattr(p, field, added_line(getattr(p, field), taken))
         if bad is not None:
             p.malformed.append(f"[PUSH-OPTIONS]:{index}: {_noted([f'unknown --{name} flag: {bad}'])} (the "
                                f"redirect taken with the flags before it: {_noted(taken) or 'none'})")

@@ -15,3 +15,14 @@ REDIRECT_FLAGS = ("local", "autolocal", "def1", "bypass-dhcp", "bypass-dns", "bl
 def unknown_flag(flags: "list[str]") -> "str | None":
     """The first flag OpenVPN 2.6 would refuse, or None."""
     return next((f for f in flags if f not in REDIRECT_FLAGS), None)
+
+
+def added_line(before: "list[str] | None", taken: "list[str]") -> "list[str]":
+    """The flags after one more redirect line of the same name (`taken`): added to the earlier
+    lines' (`before`), as 2.6 ORs every such line into one flag set (options.c); a line without
+    `!ipv4` turns the IPv4 side on again, so an earlier `!ipv4` goes. The one rule for a profile's
+    repeated lines (config/d_network.py, d_seldom.py) and a push's (keymethod.py). Why: the later
+    line replaced the earlier -- a pushed `def1 ipv6` then `def1` (atk45), or a profile's
+    `redirect-gateway ipv6` then `redirect-gateway def1` (review46d), left IPv6 outside the
+    tunnel where Debian's 2.6.14 routes it in."""
+    return [f for f in before or () if f != "!ipv4" and f not in taken] + list(taken)

@@ -37,6 +37,12 @@ def _opts(extra: str = ""):
     ("redirect-private ipv6\n", ",redirect-private local", None, {"ipv6", "local"}, True),
     ("redirect-private\n", ",redirect-gateway def1", {"def1"}, None, True),
     ("", ",redirect-private !ipv4", None, {"!ipv4"}, False),
+    # a profile's repeated lines add up as well (review46d: the later replaced the earlier, so
+    # `ipv6` then `def1` left IPv6 outside the tunnel; Debian's 2.6.14 routes it in)
+    ("redirect-gateway ipv6\nredirect-gateway def1\n", "", {"def1", "ipv6"}, None, True),
+    ("redirect-gateway ipv6 !ipv4\nredirect-gateway def1\n", "", {"def1", "ipv6"}, None, True),
+    ("redirect-gateway def1\nredirect-gateway ipv6 !ipv4\n", "", {"def1", "ipv6", "!ipv4"}, None, False),
+    ("redirect-private local\nredirect-private ipv6\n", "", None, {"local", "ipv6"}, True),
 ])
 def test_flags_in_effect_and_the_up_variable(profile, push, rg, rp, did):
     opts, pushed = _opts(profile), parse_push_reply_untrusted(BASE + push)

@@ -10,7 +10,7 @@ import os
 import stat
 
 from ..keymethod import PUSH_CONTROL_BYTE, refused_in_control_text
-from ..redirectflags import REDIRECT_FLAGS, unknown_flag
+from ..redirectflags import REDIRECT_FLAGS, added_line, unknown_flag
 from .directives import Registry
 from .ipv6 import prefix6
 from .model import REMOTE_HOST, Route, Route6
@@ -415,7 +415,7 @@ def _redirect_gateway(p: ParseState, d: str, a: list[str], inline: str | None) -
     if bad is not None:
         p.err(d, f"unknown --redirect-gateway flag: {bad} (as OpenVPN 2.6; known: {', '.join(REDIRECT_FLAGS)})")
         return
-    p.set("redirect_gateway", list(a))
+    p.set("redirect_gateway", added_line(p.o.redirect_gateway, a))    # a second line adds (as 2.6)
 
 
 @reg.apply("route", why="a route through the tunnel", sets=("route",), used_by="client", nargs=(1, 4),

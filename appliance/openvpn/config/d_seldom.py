@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from ..redirectflags import unknown_flag
+from ..redirectflags import added_line, unknown_flag
 from .directives import Registry
 from .parser import ParseState
 
@@ -118,7 +118,7 @@ def _redirect_private(p: ParseState, d: str, a: list[str], inline: str | None) -
     if p.o.redirect_gateway is not None:
         p.note(d, "redirect-gateway is also set: the two lines' flags are merged into one set, as OpenVPN 2.6 "
                "merges them (warning that this is not well supported)")
-    p.set("redirect_private", list(a))
+    p.set("redirect_private", added_line(p.o.redirect_private, a))    # a second line adds (as 2.6)
 
 
 @reg.apply("max-packet-size", why="the largest packet OpenVPN 2.6 sends: `mssfix N mtu`, and N (154..2048) "
