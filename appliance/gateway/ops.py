@@ -222,6 +222,12 @@ class _Reload:
     restart_only: list[str] = field(default_factory=list)  # other changes, for a restart (reload_options)
 
 
+
+def _with_credentials(rec) -> bool:
+    """Whether the client logged in with a username (its first handshake's, as the login checked
+    it): auth-user-pass-optional taken away at a reload is then none it came in by (given.py)."""
+    return bool(getattr(rec.session, "peer_username", None))
+
 class Operations:
     def __init__(self, gw, wall=time.time, scripts: ScriptRunner | None = None, reload_source=None) -> None:
         self.gw = gw
@@ -1128,7 +1134,7 @@ class Operations:
             elif given is None:
                 differs.append(given_under(run.st, file))   # none yet: decided on the loop (_given_since)
             else:
-                differs.append(what_differs(given, given_under(run.st, file)))
+                differs.append(what_differs(given, given_under(run.st, file), _with_credentials(rec)))
         return chains, ccd, differs
 
     def _verdicts_in(self, run: "_Recheck", due: list, outcome: Outcome) -> None:
@@ -1183,7 +1189,8 @@ class Operations:
                     # the old config's admission checks, which its push records as the new ones
                     # (reload44) -- also when that push came before its turn here: the pass takes
                     # a batch and a worker round trip at a time (review45b: kept, a wrong password).
-                    verdict = tightened(run.old_admission, run.st.admission) or verdict
+                    verdict = tightened(run.old_admission, run.st.admission,
+                                        credentials=_with_credentials(rec)) or verdict
                 if verdict is not None:
                     self._restart_for_reload(run, rec, verdict)
                     continue
@@ -1216,7 +1223,7 @@ class Operations:
         given (review44b: such a client came in with the old file's ifconfig-push and kept it);
         else none yet, and it reads the new config at its push."""
         if rec.given is not None:
-            return what_differs(rec.given, now)
+            return what_differs(rec.given, now, _with_credentials(rec))
         if rec.ccd_wait is not None:
             return "its client-config-dir file was being read at the reload"
         return None

@@ -61,13 +61,15 @@ def admission_of(o) -> tuple:
             bool(o.username_as_common_name), bool(o.auth_user_pass_optional))
 
 
-def tightened(was: tuple, now: tuple, only: str | None = None) -> Tightened | None:
+def tightened(was: tuple, now: tuple, only: str | None = None, credentials: bool = False) -> Tightened | None:
     """The first admission check of `now` (the one named `only`, if given) that a client
-    admitted under `was` did not pass."""
+    admitted under `was` did not pass. `credentials`: it logged in with a username, so
+    auth-user-pass-optional taken away is none it came in by (review46d: atk45's verdict told
+    every kept client RESTART, those that had passed the command with their password too)."""
     if not was or not now:
         return None                         # settings made by hand (the engine tests'): none recorded
     for (name, kind), a, b in zip(_ADMISSION, was, now):
-        if a == b or (kind in ("cmd", "on") and not b) or (kind == "off" and b) \
+        if a == b or (kind in ("cmd", "on") and not b) or (kind == "off" and (b or credentials)) \
                 or (only is not None and name != only):
             continue
         if kind == "off":
@@ -117,10 +119,11 @@ def given_under(st, ccd) -> Given:
                  tuple(getattr(st, "connect_command", ()) or ()), tuple(getattr(st, "admission", ()) or ()))
 
 
-def what_differs(was: Given, now: Given) -> str | None:
+def what_differs(was: Given, now: Given, credentials: bool = False) -> str | None:
     """Why a client given `was` would now be given something else (for the log), else None; an
-    admission check it never passed first (a Tightened reason)."""
-    if (t := tightened(was.admission, now.admission)) is not None:
+    admission check it never passed first (a Tightened reason). `credentials`: the client logged
+    in with a username, so a leniency for logins without one (kind "off") was not its way in."""
+    if (t := tightened(was.admission, now.admission, credentials=credentials)) is not None:
         return t
     if was.ccd != now.ccd:
         if was.ccd is None:

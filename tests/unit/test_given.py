@@ -116,6 +116,10 @@ def test_auth_user_pass_optional_taken_away_is_tightened_switched_on_is_not():
     got = tightened(lenient, strict)
     assert isinstance(got, Tightened) and got.startswith("auth-user-pass-optional taken away"), got
     assert tightened(strict, lenient) is None and tightened(lenient, lenient) is None
+    # review46d: a client that logged in with a username passed the command with it: kept
+    assert tightened(lenient, strict, credentials=True) is None
+    changed = admission_of(parse_config(text.replace("/bin/true", "/bin/false"), read_file=lambda p: b""))
+    assert tightened(lenient, changed, credentials=True).startswith("auth-user-pass-verify changed")
 
 
 def test_refused_by_count_hands_a_shared_name_over_once_not_at_each_of_its_clients(monkeypatch):
