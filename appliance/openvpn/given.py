@@ -101,7 +101,9 @@ def tls_version_out(version: "str | None", tls) -> Tightened | None:
     tls-version-min/-max (`tls`, its TlsSettings), else None. Why (atk45): a reload raising
     tls-version-min applied at a kept client's next renegotiation only (up to reneg-sec later);
     at 2.6's SIGHUP it reconnects under the new range at once. Told RESTART, never held off."""
-    have = (version or "").removeprefix("TLSv")
+    # (OpenSSL names TLS 1.0 `TLSv1`: read as "1" it was no version, and a kept TLS 1.0 client
+    # stayed past the very reload that retired it, review46d)
+    have = "1.0" if version == "TLSv1" else (version or "").removeprefix("TLSv")
     if have not in _TLS_ORDER:
         return None                         # no key with TLS, or a name we do not know: nothing to say
     low = (tls.tls_version_min or "1.2").split()[0]

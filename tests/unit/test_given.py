@@ -122,6 +122,30 @@ def test_auth_user_pass_optional_taken_away_is_tightened_switched_on_is_not():
     assert tightened(lenient, changed, credentials=True).startswith("auth-user-pass-verify changed")
 
 
+def test_a_reload_that_keeps_the_cipher_and_tls_lines_restarts_nobody():
+    """review46d: atk45's cipher and TLS-version verdicts fire only when the reload's lines leave
+    the client's own out -- an unchanged SIGHUP must not tell anyone RESTART: a client on the
+    data-ciphers-fallback, one on TLS 1.2 under the default minimum, one on 1.3."""
+    from types import SimpleNamespace as NS
+    from appliance.openvpn.given import cipher_dropped, tls_version_out
+    cfg = NS(data_ciphers=["AES-256-GCM", "AES-128-GCM"], data_ciphers_fallback="AES-128-CBC")
+    assert [cipher_dropped(c, cfg) for c in ("AES-256-GCM", "AES-128-GCM", "AES-128-CBC", None)] == [None] * 4
+    assert cipher_dropped("AES-128-CBC", NS(data_ciphers=["AES-256-GCM"], data_ciphers_fallback=None))
+    default, range_ = NS(tls_version_min=None, tls_version_max=None), NS(tls_version_min="1.0", tls_version_max="1.2")
+    assert [tls_version_out(v, default) for v in ("TLSv1.2", "TLSv1.3", None)] == [None] * 3
+    assert [tls_version_out(v, range_) for v in ("TLSv1", "TLSv1.1", "TLSv1.2")] == [None] * 3
+    assert "above the reload's tls-version-max 1.2" in tls_version_out("TLSv1.3", range_)
+
+
+def test_a_tls_1_0_client_is_told_when_the_reload_raises_the_minimum():
+    """review46d: OpenSSL names TLS 1.0 `TLSv1` (not `TLSv1.0`); read as no version, a kept TLS
+    1.0 client stayed past the reload that raised tls-version-min to retire it."""
+    from types import SimpleNamespace as NS
+    from appliance.openvpn.given import tls_version_out
+    got = tls_version_out("TLSv1", NS(tls_version_min="1.2", tls_version_max=None))
+    assert got is not None and "its TLS 1.0 is below the reload's tls-version-min 1.2" in got
+
+
 def test_refused_by_count_hands_a_shared_name_over_once_not_at_each_of_its_clients(monkeypatch):
     """A reload's pass stays one walk when many clients share one certificate (review46a): with
     duplicate-cn on, each client was handed every earlier session of its name, so a pass over
