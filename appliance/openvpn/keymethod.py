@@ -599,7 +599,7 @@ def _take_option(p: PushedOptions, index: int, name: str, args: list[str], a: li
         taken = args if bad is None else args[:args.index(bad)]
         # A second line of the same name adds its flags, as 2.6 ORs them (a later line turns the
         # IPv4 side on again, so an earlier `!ipv4` goes unless this one has it too); it replaced
-        # the first (atk45). gateway/tunnel.py redirect_in_effect merges these with the profile's.
+        # the first (atk45). profile_push.redirect_in_effect merges these with the profile's.
         field = name.replace("-", "_")
         setattr(p, field, added_line(getattr(p, field), taken))
         if bad is not None:
