@@ -20,8 +20,8 @@ Rows, per round, in turn (interleaved, so machine noise hits them alike; the ord
 Each row: `ready` = exec -> that moment (ms, CLOCK_MONOTONIC of the prober's receive, shared by
 the namespaces), `cpu` = the process's user+sys to that moment, its threads and the children it
 has reaped included, plus any live child's (ms; /proc ticks: 10 ms resolution, hence medians),
-`log` = exec -> its start-up log line (the server's "Initialization Sequence Completed"; read by
-polling the log every 5 ms: an upper bound). Printed: median and min-max per row, and the load
+`log` = exec -> its start-up log line (OpenVPN's "Initialization Sequence Completed", our server's
+"listening on", our client's "tunnel up"; read by polling the log every 5 ms: an upper bound). Printed: median and min-max per row, and the load
 average beside each round. Our package is byte-compiled first, as installed.
 """
 from __future__ import annotations
@@ -43,7 +43,9 @@ from .tools import OPENVPN, OUR_BIN, REPO
 SERVER_PORT, CLIENT_SERVER_PORT = 1195, 1194
 SERVER_POOL = "198.19.2.0"          # the measured servers' pool: not the client rounds' server's
 TUN_SERVER = "198.19.0.1"           # the client rounds' server's tunnel address
-READY_LINE = "Initialization Sequence Completed"
+# The start-up's log line a user reads: OpenVPN's; ours ("listening on" once its sockets are
+# bound; a client's "tunnel up" once its routes are in).
+READY_LINE = {"ovpn": "Initialization Sequence Completed", "server": "listening on ", "client": "tunnel up"}
 
 # The prober: runs in the client namespace, imports done before the exec; reads the measured
 # process's PID on stdin, then probes until an answer and prints `monotonic-ns cpu-ticks`.
@@ -155,16 +157,16 @@ class StartupLab:
             p = Proc(ns, [*_program(kind, self.baseline), str(cfg)], self.lab.tmp / f"{row}-{t0}.log")
             prober.stdin.write(f"{p.p.pid}\n")
             prober.stdin.flush()
-            log_ms = None
+            log_ms, line = None, READY_LINE["ovpn" if kind == "ovpn" else role]
             while prober.poll() is None and time.monotonic_ns() - t0 < self.timeout_s * 1e9:
-                if log_ms is None and READY_LINE in p.log():
+                if log_ms is None and line in p.log():
                     log_ms = (time.monotonic_ns() - t0) / 1e6
                 time.sleep(0.005)
             out = prober.stdout.read().split()
             if log_ms is None:
                 end = time.monotonic() + 10
                 while log_ms is None and time.monotonic() < end and p.alive():
-                    if READY_LINE in p.log():
+                    if line in p.log():
                         log_ms = (time.monotonic_ns() - t0) / 1e6
                     time.sleep(0.005)
             p.stop_promptly()
@@ -206,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     rows = a.rows.split(",")
     if a.baseline:
-        rows += [r for r in ("server-before", "client-before") if r not in rows]
+        rows += [f"{role}-before" for role in dict.fromkeys(r.split("-")[0] for r in rows)
+                 if f"{role}-before" not in rows]
     for root in [REPO] + ([Path(a.baseline)] if a.baseline else []):
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(root / "appliance")], check=False,
                        stdout=subprocess.DEVNULL)

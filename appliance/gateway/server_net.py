@@ -1,25 +1,22 @@
 """The server's TUN: the pool's server address (subnet, or net30 with its route), the IPv6 pool's,
 and `route` / `route-ipv6` lines (networks behind clients with iroutes / iroute-ipv6) into the TUN.
 
-Why the addresses and routes are set by a short-lived child process: the netlink library
-(pyroute2, which pulls in asyncio) is ~14 MB of resident memory, a quarter of an idle server's,
-and a server needs it once, at start. So the server opens the TUN itself (it keeps the fd),
-then runs `python -m appliance.gateway.server_net SPEC` which imports the library, configures the
-device by name and exits; the server process never imports it
-(tests/unit/test_server_imports.py). Nothing is left to undo at close: when the server closes
-the TUN the device goes away, and the kernel removes its addresses and routes with it.
+The server opens the TUN itself (it keeps the fd) and configures it by name in its own process
+with appliance/tun/rtnl.py (the stdlib's netlink socket, as the client's TUN). A short-lived
+`python -m appliance.gateway.server_net` child did this while it needed pyroute2 (~14 MB of
+resident memory and asyncio, kept out of the server process): that child re-imported the whole
+gateway and took ~0.2-0.25 s of a server's start (helper startup47, lab/startup_time.py); the
+server still never imports pyroute2 (tests/unit/test_server_imports.py). Nothing is left to undo
+at close: when the server closes the TUN the device goes away, and the kernel removes its
+addresses and routes with it.
 """
 from __future__ import annotations
 
 import fcntl
 import ipaddress
-import json
 import logging
-import os
 import socket
 import struct
-import subprocess
-import sys
 
 from ..ioerrors import PortGone, dev_name_cut, tun_open_failed
 from ..openvpn.config import Options
@@ -28,7 +25,6 @@ from ..openvpn.serveraddressing import server_addressing
 from ..tun.device import TunDevice
 
 log = logging.getLogger("vpn-appliance")
-SETUP_TIMEOUT = 60.0
 SIOCGIFHWADDR = 0x8927
 
 
@@ -98,7 +94,7 @@ class ServerTunnelNetwork:
         if (cut := dev_name_cut(o, name, tun.name)) is not None:
             log.warning("%s", cut)
         spec = self.spec(tun.name)
-        why = configure_here(spec) if "pyroute2" in sys.modules else configure_in_child(spec)
+        why = configure_checked(spec)
         if why is not None:
             self.close()
             raise PortGone(f"cannot configure the TUN device {name}: {why}")
@@ -136,31 +132,17 @@ class ServerTunnelNetwork:
             self.tun = None
 
 
-def configure_in_child(spec: dict) -> str | None:
-    """Run `configure` in a short-lived child; None, or why it failed."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    try:
-        # -P: not the working directory first on the path (`-m` puts it there): this child runs
-        # as root, and a module planted where the server was started must not be imported.
-        r = subprocess.run([sys.executable, "-P", "-m", "appliance.gateway.server_net", json.dumps(spec)],
-                           capture_output=True, text=True, timeout=SETUP_TIMEOUT, env=env)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return str(e)
-    return None if r.returncode == 0 else (r.stderr.strip().splitlines() or ["exit status %d" % r.returncode])[-1]
-
-
-def configure_here(spec: dict) -> str | None:
-    """`configure` in this process, when the netlink library is loaded anyway (the appliance TOML
-    run has configured its NICs with it; in the VM a second interpreter would cost seconds)."""
+def configure_checked(spec: dict) -> str | None:
+    """`configure`; None, or why it failed (the server stops with it: PortGone)."""
     try:
         configure(spec)
-    except Exception as e:  # noqa: BLE001 - reported as the child's failure would be
+    except Exception as e:  # noqa: BLE001 - a netlink refusal, or an address it cannot take
         return f"{type(e).__name__}: {e}"
     return None
 
 
 def configure(spec: dict) -> None:
-    """In the child: addresses, MTU, link up and routes of the server's TUN (netlink)."""
+    """Addresses, MTU, link up and routes of the server's TUN (rtnetlink, appliance/tun/rtnl.py)."""
     from ..router.links import add_address6, configure_tun, link_up, set_lladdr
     from ..router.routes import RouteSet
 
@@ -178,10 +160,3 @@ def configure(spec: dict) -> None:
     for net, plen, metric in spec["routes"] + spec.get("routes6", []):
         routes.add(net, plen, dev=dev, metric=metric)
 
-
-if __name__ == "__main__":
-    try:
-        configure(json.loads(sys.argv[1]))
-    except Exception as e:  # noqa: BLE001 - the parent reports the last line and stops
-        print(f"{type(e).__name__}: {e}", file=sys.stderr)
-        raise SystemExit(1)
