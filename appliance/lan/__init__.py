@@ -1,12 +1,13 @@
 """Services the appliance offers its LAN in router mode: DHCP, a DNS forwarder, IPv6 router
 advertisements and the status line. Each is a tunnel observer (gateway/observers.py) on the
-client's one pump; `lan_observers` picks them from the appliance TOML (run_toml.py calls it)."""
+client's one pump; `lan_observers` picks them from the appliance TOML (run_toml.py calls it).
+
+Nothing is imported here at module level: every server and client imports lan.dhcp_codec (the
+tap data path's DHCP reading, openvpn/dhcprouter.py), and a package __init__ that imported the
+services made each of them load the RA and status-line modules too (helper startup47)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-
-from .ra import ra_observers
-from .status_line import status_observers
 
 if TYPE_CHECKING:
     from ..config.schema import ApplianceConfig
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
 def lan_observers(cfg: "ApplianceConfig", wan_if: str, lan_if: str | None, opts=None) -> list["TunnelObserver"]:
     """The observers the TOML asks for (one line per service below; empty without a [lan]);
     `opts`: the OpenVPN profile's options (its `route` lines name the VPN's networks too)."""
+    from .ra import ra_observers
+    from .status_line import status_observers
     out: list["TunnelObserver"] = []
     dhcp = None
     if cfg.lan is not None and lan_if is not None and cfg.lan.dhcp_range is not None:

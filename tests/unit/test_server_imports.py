@@ -14,8 +14,10 @@ import appliance.cli
 from appliance.gateway import server_gateway, ServerGateway
 from appliance.gateway.server_net import ServerTunnelNetwork, configure
 import appliance.router.links, appliance.router.routes      # what configure() imports
+from appliance.gateway import ops
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("pyroute2", "asyncio"))
 print("heavy:", heavy[:5])
+print("lan:", sorted(m for m in sys.modules if m.startswith("appliance.lan")))
 """
 
 
@@ -23,6 +25,10 @@ def test_the_server_path_does_not_import_the_netlink_library():
     r = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "heavy: []" in r.stdout, r.stdout
+    # The LAN's services are the appliance TOML's (router mode): a server loads only the DHCP
+    # codec its tap data path reads with (openvpn/dhcprouter.py), not the RA, DNS, DHCP server
+    # or status line (lan/__init__ imported them all once; helper startup47).
+    assert "lan: ['appliance.lan', 'appliance.lan.dhcp_codec']" in r.stdout, r.stdout
 
 
 def test_setup_spec_for_subnet_net30_ipv6_and_routes():
