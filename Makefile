@@ -25,7 +25,7 @@ APT_PKGS += microsocks  # tests/interop/test_socks_proxy_vs_openvpn.py: the SOCK
 DURATION ?= 0
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps test test-unit test-engine test-interop test-vm run run-host bench bench-engine image clean fuzz capacity first-packet
+.PHONY: setup system-deps test test-unit test-engine test-interop test-vm run run-host bench bench-engine image clean fuzz capacity first-packet startup-time
 
 # `make test` (the whole suite) and `make run` need the VM kernel, whose compile (image/kernel.py, ~8-13
 # min on 2 cores) is the long pole of a fresh clone's `make test`: it starts in the background as soon
@@ -134,6 +134,11 @@ capacity: setup
 ROUNDS ?= 5
 first-packet: setup
 	$(PY) -m lab.first_packet --rounds $(ROUNDS)
+
+# exec -> ready of a server (its answer to a hard reset) and a client (its first ping through),
+# ours beside Debian's OpenVPN, interleaved, with each one's CPU to that moment (lab/startup_time.py).
+startup-time: setup
+	$(PY) -m lab.startup_time --rounds $(ROUNDS)
 
 # Coverage-guided fuzzing of every decoder of peer bytes and both config parsers (tests/fuzz/run.py):
 # DURATION seconds in all (default 600), split across the targets, one process at a time.
