@@ -18,8 +18,9 @@ Rows, per round, in turn (interleaved, so machine noise hits them alike; the ord
   server-before / client-before with `--baseline DIR`: DIR's `appliance` (another checkout, e.g.
                              main) run as our program, for a before/after in the same run.
 Each row: `ready` = exec -> that moment (ms, CLOCK_MONOTONIC of the prober's receive, shared by
-the namespaces), `cpu` = the process's user+sys to that moment, its threads and the children it
-has reaped included, plus any live child's (ms; /proc ticks: 10 ms resolution, hence medians),
+the namespaces), `cpu` = the process's CPU to that moment: every live thread's run time of it and its
+descendants (/proc/PID/task/*/schedstat, ns) plus what the children it reaped used (cutime+cstime,
+10 ms ticks; neither program has a child at ready now),
 `log` = exec -> its start-up log line (OpenVPN's "Initialization Sequence Completed", our server's
 "listening on", our client's "tunnel up"; read by polling the log every 5 ms: an upper bound). Printed: median and min-max per row, and the load
 average beside each round. Our package is byte-compiled first, as installed.
@@ -53,14 +54,17 @@ _PROBER = r'''
 import os, select, socket, struct, sys, time
 kind, host, port, profile, every = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
 deadline = float(sys.argv[6])
-def tree_ticks(pid):
-    total, todo = 0, [pid]
+def tree_cpu_ns(pid):
+    """Run time of every live thread of pid and its descendants (schedstat, ns), plus the
+    user+sys of the children they reaped (stat's cutime+cstime: clock ticks)."""
+    total, todo, hz = 0, [pid], os.sysconf("SC_CLK_TCK")
     while todo:
         p = todo.pop()
         try:
             f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
-            total += int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
+            total += (int(f[13]) + int(f[14])) * 10**9 // hz
             for t in os.listdir(f"/proc/{p}/task"):
+                total += int(open(f"/proc/{p}/task/{t}/schedstat").read().split()[0])
                 todo += [int(c) for c in open(f"/proc/{p}/task/{t}/children").read().split()]
         except (OSError, ValueError, IndexError):
             pass
@@ -108,7 +112,7 @@ while time.monotonic() < end:
             ihl = (data[0] & 15) * 4
             if src[0] != host or data[ihl] != 0 or struct.unpack("!H", data[ihl + 4:ihl + 6])[0] != ident:
                 continue
-        print(time.monotonic_ns(), tree_ticks(pid), flush=True)
+        print(time.monotonic_ns(), tree_cpu_ns(pid), flush=True)
         sys.exit(0)
 print("timeout", flush=True)
 '''
@@ -172,9 +176,8 @@ class StartupLab:
             p.stop_promptly()
             if len(out) != 2:
                 raise RuntimeError(f"{row}: no answer within {self.timeout_s} s:\n{p.log()[-2000:]}")
-            hz = os.sysconf("SC_CLK_TCK")
             return {"row": row, "ready_ms": round((int(out[0]) - t0) / 1e6, 1),
-                    "cpu_ms": round(int(out[1]) * 1000 / hz, 1), "log_ms": round(log_ms, 1) if log_ms else None,
+                    "cpu_ms": round(int(out[1]) / 1e6, 1), "log_ms": round(log_ms, 1) if log_ms else None,
                     "load": round(load, 2)}
         finally:
             if prober.poll() is None:
