@@ -1,0 +1,101 @@
+"""A refused login's remnant (refusals.py) attacked as a hostile peer would (helper atk47).
+
+What the remnant must not become: a reflector (packets out for packets in, towards an address the
+sender names), a way to drop another refusal's remnant at the same address, or something a flood
+of refusals under the default limits can push out. Each case measures what the dispatcher sends.
+"""
+from __future__ import annotations
+
+from appliance.openvpn import events as ev
+from appliance.openvpn.opcodes import OPCODE_SHIFT, Op
+from appliance.openvpn.refusals import EVICTED, REFUSAL_HOLD, REFUSALS_MAX
+from appliance.openvpn.server_model import ServerSettings
+from tests.engine.test_refused_login_under_loss import _refused_with_reply_lost, _run, _server, _told_auth_failed
+from tests.engine.test_server_dispatcher import _pump
+from tests.engine.test_server_dispatcher import pki  # noqa: F401 - the fixture
+from tests.engine.test_server_security import _mk_client
+
+
+def _sent_to(d, addr, since: float, until: float, step: float = 0.05) -> list[bytes]:
+    """Everything the dispatcher sends to `addr` from `since` to `until`, its timers run each `step`."""
+    out, t = [], since
+    while t <= until:
+        d.handle_timer(t)
+        out += [p for p, to in d.take_outgoing() if to == addr]
+        t += step
+    return out
+
+
+def test_a_remnant_answers_no_packet_and_sends_twice_at_most(pki):  # noqa: F811
+    """No reflection: whatever arrives on the refused session (its own packets replayed, acks for
+    nothing, junk with its session id, a thousand of them), the remnant sends nothing in reply;
+    over its whole life it sends the unacked refusal once more (two datagrams here, both far
+    smaller than the TLS handshake the address had to complete to be refused at all) and is gone
+    at REFUSAL_HOLD. A spoofed source gets no remnant: it cannot complete that handshake."""
+    addr = ("198.18.0.100", 40000)
+    d, a, rec = _refused_with_reply_lost(pki, True, addr)
+    sid = rec.session.peer_sid
+    r = d.refusals.get(addr)
+    assert r is not None
+    a._send_text("PUSH_REQUEST")
+    a._flush(2.05)
+    own = [bytes(p) for p in a.take_outgoing()]
+    hostile = own * 10 + [bytes([Op.CONTROL_V1 << OPCODE_SHIFT]) + sid + bytes(40),
+                          bytes([Op.ACK_V1 << OPCODE_SHIFT]) + sid + b"\x01" + bytes(4) + bytes(8)] * 495
+    for p in hostile:
+        d.receive(p, addr, 2.05)
+    assert [p for p, to in d.take_outgoing() if to == addr] == []
+    later = _sent_to(d, addr, 2.05, 2.0 + REFUSAL_HOLD + 0.5)
+    assert 1 <= len(later) <= 2, len(later)
+    assert sum(len(p) for p in later) < 1000, [len(p) for p in later]
+    assert d.refusals.get(addr) is None and d.next_deadline() is None
+    print(f"remnant: {len(hostile)} packets in, 0 answered; {len(later)} datagrams "
+          f"({sum(len(p) for p in later)} bytes) resent over its {REFUSAL_HOLD:.0f} s")
+
+
+def test_a_retired_remnants_timer_leaves_the_next_remnant_at_its_address(pki):  # noqa: F811
+    """The same address and port refused twice within REFUSAL_HOLD (a client retrying from a bound
+    port with a wrong password again): the first remnant goes when the second session starts, but
+    its timer entry stays in the heap (lazy invalidation) and surfaces while the second remnant
+    is held under the same address. That entry must not drop the second: its lost AUTH_FAILED
+    is still sent again and heard."""
+    addr = ("198.18.0.101", 40000)
+    d, _a, _rec = _refused_with_reply_lost(pki, True, addr)      # refused at 2.0, resend due ~4.0
+    first = d.refusals.get(addr)
+    b = _mk_client(pki, pki["clients"][0], username="alice", password="wrong")
+    _pump(d, [(b, addr)], now=2.5)
+    assert d.refusals.get(addr) is None and not first.alive
+    rec2 = d.by_addr[addr]
+    assert any(isinstance(e, ev.AuthRequested) for r, e in d.events if r is rec2)
+    d.auth_result(rec2, 0, False, 3.0, why="the deferred check said no")
+    assert [p for p, to in d.take_outgoing() if to == addr]        # lost
+    assert not _told_auth_failed(b)
+    second = d.refusals.get(addr)
+    assert second is not None and second is not first
+    d.handle_timer(4.1)                   # the first remnant's old entry surfaces here
+    assert d.refusals.get(addr) is second, "the first remnant's stale timer dropped the second"
+    assert _run(d, b, addr, 4.1, 3.0 + REFUSAL_HOLD) is not None
+
+
+def test_the_default_connect_freq_initial_lets_no_flood_evict_a_remnant(pki):  # noqa: F811
+    """Eviction (REFUSALS_MAX at once) needs more refusals within REFUSAL_HOLD than the default
+    connect-freq-initial (100 stateless answers per 10 s, fixed windows: 200 at most in any
+    span shorter than 10 s) lets handshakes start: a flood of resets from distinct addresses
+    gets at most that many cookies in REFUSAL_HOLD, below REFUSALS_MAX. (Handshakes started
+    before -- max-half-open, 256 -- and refused together are the bound's other part: 256 at
+    once fits, one more evicts the oldest.)"""
+    count, period = ServerSettings.connect_freq_initial
+    assert REFUSAL_HOLD < period
+    d = _server(pki, True)
+    assert (d.st.connect_freq_initial) == (count, period)
+    answered = 0
+    t = 0.0
+    for i in range(3 * count):
+        c = _mk_client(pki, pki["clients"][0], username="alice", password="wrong")
+        addr = ("198.18.1.%d" % (i % 250 + 1), 42000 + i)
+        for p in c.take_outgoing():
+            d.receive(p, addr, t)
+        answered += sum(1 for _p, to in d.take_outgoing() if to == addr)
+        t += REFUSAL_HOLD / (3 * count)
+    assert answered <= 2 * count < REFUSALS_MAX, answered
+    assert d.drop_counters().get(EVICTED) is None
