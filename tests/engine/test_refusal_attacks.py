@@ -98,4 +98,5 @@ def test_the_default_connect_freq_initial_lets_no_flood_evict_a_remnant(pki):  #
         answered += sum(1 for _p, to in d.take_outgoing() if to == addr)
         t += REFUSAL_HOLD / (3 * count)
     assert answered <= 2 * count < REFUSALS_MAX, answered
+    print(f"{3 * count} resets from distinct addresses within {REFUSAL_HOLD:.0f} s: {answered} answered")
     assert d.drop_counters().get(EVICTED) is None
