@@ -6,6 +6,9 @@ saying no: by its notice, tls.REFUSAL_NOTICE), and the session ends in the same 
 book (management, status, learn-address, max-clients, the pool) at once. Over UDP that last
 datagram may be lost; forgotten with the session, it was never sent again, and Debian's client,
 told nothing after its certificate check, waited out its hand-window (60 s; flaky44/flaky45).
+The same for an established client refused at its renegotiation (its password no longer good,
+another certificate, tls-verify's no): told AUTH_FAILED on the new key and forgotten, it learnt
+of a lost one only when that renegotiation timed out, 60 s later (atk47).
 OpenVPN 2.6's server keeps the whole refused instance scheduled_exit_interval (5 s) after
 AUTH_FAILED (push.c send_auth_failed -> schedule_exit), retransmitting. Ours keeps less: a
 RefusedLogin holds the session's control-channel wrapper, its session ids and the reliability

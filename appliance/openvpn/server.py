@@ -870,12 +870,14 @@ class ServerDispatcher(ClientPush):
             elif isinstance(e, SessionClosed):
                 if not s.established:
                     self._count("handshake failed")
-                    if s.told_refused and not rec.tcp and rec.alive:
-                        # Gone from the books below as any refusal; only what resends its
-                        # last word stays a while (refusals.py).
-                        self.refusals.keep(rec.addr, s, self._count)
                 elif e.reason in EXITED_REASONS and not rec.tcp and rec.alive:
                     self._note_departed(rec, max(s.last_recv, s.exit_at or 0.0))
+                if s.told_refused and not rec.tcp and rec.alive:
+                    # Gone from the books below as any refusal; only what resends its last
+                    # word stays a while (refusals.py). A client refused at its renegotiation
+                    # too (atk47): 2.6 tells it as a login (check_tls -> send_auth_failed ->
+                    # schedule_exit); lost, it learnt of it at its hand-window, 60 s later.
+                    self.refusals.keep(rec.addr, s, self._count)
                 self._forget(rec)
         self.rearm(rec)
 

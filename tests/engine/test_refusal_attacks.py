@@ -9,9 +9,11 @@ from __future__ import annotations
 from appliance.openvpn import events as ev
 from appliance.openvpn.opcodes import OPCODE_SHIFT, Op
 from appliance.openvpn.refusals import EVICTED, REFUSAL_HOLD, REFUSALS_MAX
-from appliance.openvpn.server_model import ServerSettings
+from appliance.openvpn.server import AddressPool, ServerDispatcher, ServerSettings
+from appliance.openvpn.session import Role, SessionConfig
+from appliance.openvpn.tls import TlsSettings
 from tests.engine.test_refused_login_under_loss import _refused_with_reply_lost, _run, _server, _told_auth_failed
-from tests.engine.test_server_dispatcher import _pump
+from tests.engine.test_server_dispatcher import _kpem, _pem, _pump, _up
 from tests.engine.test_server_dispatcher import pki  # noqa: F401 - the fixture
 from tests.engine.test_server_security import _mk_client
 
@@ -100,3 +102,50 @@ def test_the_default_connect_freq_initial_lets_no_flood_evict_a_remnant(pki):  #
     assert answered <= 2 * count < REFUSALS_MAX, answered
     print(f"{3 * count} resets from distinct addresses within {REFUSAL_HOLD:.0f} s: {answered} answered")
     assert d.drop_counters().get(EVICTED) is None
+
+
+def test_a_refusal_at_renegotiation_whose_packet_was_lost_is_sent_again(pki):  # noqa: F811
+    """An established client refused at its renegotiation (its password no longer good: the
+    server checks it again, as 2.6 does without an auth-token) is told AUTH_FAILED on the new key
+    and forgotten. That datagram lost, nothing was sent again -- the remnant was kept only for
+    sessions not yet up -- and the client, its data going to a server that had forgotten it,
+    learnt of it only when its renegotiation timed out (hand-window, 60 s) and its next login
+    was refused. OpenVPN 2.6's server tells a client whose renegotiation failed authentication
+    the same way as at its first login (forward.c check_tls: TLSMP_KILL -> send_auth_failed ->
+    schedule_exit), so the remnant covers it too: heard within the hold."""
+    good = {"password": "right"}
+    stls = TlsSettings(_pem(pki["ca"][0]), _pem(pki["server"][0]), _kpem(pki["server"][1]), True,
+                       remote_cert_tls="client")
+    st = ServerSettings(
+        session_config=lambda pid: SessionConfig(Role.SERVER, stls, None, peer_id=pid, ping=10, ping_restart=60,
+                                                 verify_user=lambda u, p, cn: p == good["password"]),
+        protection="none", pool=AddressPool("198.19.0.0", "255.255.255.0", "subnet"))
+    d = ServerDispatcher(st, 0.0)
+    addr = ("198.18.0.102", 40000)
+    a = _mk_client(pki, pki["clients"][0], username="alice", password="right")
+    _pump(d, [(a, addr)])
+    assert _up(a)
+    good["password"] = "changed"            # (an operator changed it; or a hostile client's guess)
+    t, refused_at, lost = 10.0, None, 0
+    a.renegotiate(t)
+    while t < 10.0 + REFUSAL_HOLD + 5 and not a.closed:
+        d.handle_timer(t)
+        a.handle_timer(t)
+        for p in a.take_outgoing():
+            d.receive(p, addr, t)
+        gone = d.by_addr.get(addr) is None
+        for p, to in d.take_outgoing():
+            if to != addr:
+                continue
+            if gone and refused_at is None:
+                lost += 1                   # what the refusal sent, lost
+            else:
+                a.receive(p, t)
+        if gone and refused_at is None:
+            refused_at = t
+        t += 0.25
+    assert refused_at is not None and lost, "the renegotiation was not refused (the case tests nothing)"
+    assert any("on renegotiation" in e.reason for r, e in d.events if isinstance(e, ev.SessionClosed))
+    assert _told_auth_failed(a), (f"the client never heard AUTH_FAILED within {t - refused_at:.1f} s of its "
+                                  "refusal at renegotiation: the lost datagram was not sent again")
+    assert t - refused_at <= REFUSAL_HOLD

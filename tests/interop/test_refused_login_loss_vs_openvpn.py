@@ -92,3 +92,54 @@ def test_a_refusal_whose_first_datagram_is_lost_still_ends_openvpns_client(tmp_p
         for p in reversed(procs):
             p.stop_promptly(8)
         procs.clear()
+
+
+# The first login passes; the next check (the renegotiation's: 2.6's client sends its password
+# again) defers, its verdict the test's to write.
+PASS_THEN_PENDING = """#!/bin/sh
+if [ -e {mark} ]; then
+  echo "$auth_control_file" > {out}.tmp && mv {out}.tmp {out}
+  exit 2
+fi
+touch {mark}
+exit 0
+"""
+
+
+def test_a_renegotiation_refused_whose_first_datagram_is_lost_still_ends_openvpns_client(tmp_path, procs):
+    """helper atk47: an established client refused at its renegotiation (the password check run
+    again says no) is told AUTH_FAILED on the new key (key id 1) and forgotten; lost, nothing was
+    sent again -- the remnant was kept only for logins not yet up -- and Debian's client, its data
+    going to a server that no longer knew it, waited out the renegotiation's hand-window (60 s)."""
+    with Lab(tmp=tmp_path) as lab:
+        out, mark = lab.tmp / "control-file-name", lab.tmp / "first-login-passed"
+        script = lab.write("pass-then-pending.sh", PASS_THEN_PENDING.format(out=out, mark=mark))
+        script.chmod(0o755)
+        conf = server_config(lab.pki, "udp", reneg_sec=4,
+                             extra=f"auth-user-pass-verify {script} via-file\nscript-security 3\ntmp-dir {lab.tmp}\n")
+        srv = lab.ours(lab.srv, conf, "srv-reneg-refused-loss", pattern=r"listening on UDP")
+        procs.append(srv)
+        creds = lab.write("creds.txt", "alice\nany\n")
+        cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", extra=f"auth-user-pass {creds}\nauth-retry none\n"),
+                          "cli-reneg-refused-loss", wait=0)
+        procs.append(cli)
+        assert cli.wait_for("Initialization Sequence Completed", 30), cli.log()[-3000:]
+        deadline = time.monotonic() + 30
+        while not out.exists() and time.monotonic() < deadline and cli.alive():
+            time.sleep(0.1)
+        assert out.exists(), f"no renegotiation's check: {srv.log()[-2000:]}\n{cli.log()[-2000:]}"
+        # This time the first P_CONTROL_V1 of key id 1 (0x21) from now on: the refusal's.
+        lab.srv.run("nft -f - <<'EOF'\n" + DROP_ONE.replace("0x20", "0x21") + "EOF")
+        t0 = time.monotonic()
+        Path(out.read_text().strip()).write_text("0\n")
+        rc = cli.exit_within(20)
+        took = time.monotonic() - t0
+        assert rc is not None, (f"Debian's client still runs {took:.1f} s after its renegotiation was refused "
+                                f"(the AUTH_FAILED was lost and not sent again)\n{cli.log()[-3000:]}")
+        assert "AUTH_FAILED" in cli.log(), cli.log()[-3000:]
+        assert _dropped(lab.srv) == 1, "the rule dropped nothing: this proved nothing"
+        assert srv.wait_for("on renegotiation", 10), srv.log()[-3000:]
+        print(f"renegotiation refused, first datagram dropped: Debian's client ended {took:.1f} s after the verdict")
+        for p in reversed(procs):
+            p.stop_promptly(8)
+        procs.clear()
