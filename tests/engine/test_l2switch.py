@@ -2,7 +2,9 @@
 OpenVPN 2.6's multi.c switches them for dev tap, and what a hostile client's frames cannot do."""
 from __future__ import annotations
 
+import gc
 import struct
+import sys
 from types import SimpleNamespace
 
 from appliance.openvpn import l2switch
@@ -253,14 +255,24 @@ def test_a_refusal_goes_with_its_client_and_a_new_client_at_its_id_is_asked():
     gone = id(a)
     d.forget(a)
     assert not sw.refused and not sw._refused_of
-    del a
     asked.clear()
     kept = []                               # a new record at the freed id (CPython reuses the memory)
-    for _ in range(1000):
-        c = SimpleNamespace()
-        if id(c) == gone:
-            break
-        kept.append(c)
+    # No other thread may allocate between the free and the loop (xdist's worker thread once took the
+    # freed block first under load): hold the GIL for the whole stretch, and no collection in it.
+    switch, was_enabled = sys.getswitchinterval(), gc.isenabled()
+    sys.setswitchinterval(60.0)
+    gc.disable()
+    try:
+        del a
+        for _ in range(1000):
+            c = SimpleNamespace()
+            if id(c) == gone:
+                break
+            kept.append(c)
+    finally:
+        sys.setswitchinterval(switch)
+        if was_enabled:
+            gc.enable()
     assert id(c) == gone, "no record took the freed id (CPython's allocator changed?)"
     c.__dict__.update(addr="C", session=Sess(), alive=True, common_name="carol")
     d.by_addr["C"] = c
