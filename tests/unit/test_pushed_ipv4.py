@@ -156,9 +156,10 @@ def test_on_link_examples():
 # its 6,600 examples here took 15 s alone and 37 s in a loaded CI (helper trim47). Its tests keep
 # what only it does -- values drawn towards the edges, a failing case shrunk -- at 200 examples
 # each; the sweeps below put more cases than before to the same questions, at ~10 us a case:
-# every text of up to four characters over the tests' alphabet, every dotted number of up to four
-# parts from the octet edges, each address beside its neighbours across every prefix length, and
-# seeded random draws from the strategies' own ranges (the seed fixed: a failure repeats).
+# every text of up to three characters over the tests' alphabet, every dotted text of up to three
+# parts from PARTS and of four from EDGES, each address beside its one-bit neighbours at every
+# prefix length, and seeded random draws from the strategies' own ranges (the seed fixed: a
+# failure repeats).
 import itertools  # noqa: E402
 import random  # noqa: E402
 
