@@ -194,7 +194,7 @@ def _texts():
     yield from TRICKY
     yield from _short_texts()
     yield from _dotted()
-    yield from _random_texts(random.Random(47), 10_000)
+    yield from _random_texts(random.Random(47), 5_000)
 
 
 def test_every_short_and_dotted_text_reads_as_ipaddress_reads_it():
@@ -204,14 +204,14 @@ def test_every_short_and_dotted_text_reads_as_ipaddress_reads_it():
         assert _ours(t) == ref, repr(t)
         assert _v4_or_none(t) == (None if ref is None else int(ipaddress.IPv4Address(ref))), repr(t)
         count += 1
-    assert count > 60_000
+    assert count > 45_000
 
 
 def test_route_cover_sweep_is_ipaddress_containment():
     rng = random.Random(4747)
     masks = [str(ipaddress.IPv4Address((0xFFFFFFFF << (32 - p)) & 0xFFFFFFFF)) for p in range(33)]
     odd = ["::1", "1.2.3", "01.2.3.4", "", "255.0.255.0", "0.255.255.255", "33", "-1", "40", "01"]
-    for _ in range(4_000):
+    for _ in range(2_000):
         net = str(ipaddress.IPv4Address(rng.getrandbits(32)))
         base = int(ipaddress.IPv4Address(net))
         p = rng.randint(0, 32)
@@ -227,12 +227,12 @@ def test_address_identity_sweep_is_ipaddress_identity():
     rng = random.Random(474)
     fixed = TRICKY + ["fe80::1%eth0", "fe80::1%eth1", "::ffff:1.2.3.4", "1.2.3.4%eth0", "::", "1:2::3::4",
                       "1.2.3.4/24", "1.2.3.4", "::0", "0::", "FE80::1%eth0", "0:0:0:0:0:0:0:1"]
-    drawn = [str(ipaddress.IPv4Address(rng.getrandbits(32))) for _ in range(300)]
-    drawn += [str(ipaddress.IPv6Address(rng.getrandbits(128))) for _ in range(300)]
-    drawn += [d.upper() if ":" in d else d for d in drawn[300:400]]          # the same address spelt otherwise
+    drawn = [str(ipaddress.IPv4Address(rng.getrandbits(32))) for _ in range(100)]
+    drawn += [str(ipaddress.IPv6Address(rng.getrandbits(128))) for _ in range(100)]
+    drawn += [d.upper() for d in drawn[100:140]]                             # the same address spelt otherwise
     values = fixed + drawn
     for a, b in itertools.chain(itertools.product(fixed, values), ((rng.choice(values), rng.choice(values))
-                                                                   for _ in range(10_000))):
+                                                                   for _ in range(5_000))):
         ra, rb = _ref_ip(a), _ref_ip(b)
         va, vb = _ip_value_or_none(a), _ip_value_or_none(b)
         assert (va is None) == (ra is None), repr(a)
