@@ -626,6 +626,15 @@ def generate(out: Path = SEEDS, only: set[str] | None = None) -> dict[str, tuple
             continue
         (dicts / f"{target}.dict").write_text("".join(_dict_line(w) + "\n" for w in words))
 
+    # ---- fuzz47: a malicious HTTP/SOCKS proxy's answers, a client's auth-gen-token
+    from .authtoken_targets import seeds as auth_token_seeds
+    from .proxy_targets import seeds as proxy_seeds
+    for target, items in proxy_seeds().items():
+        for data in items:
+            add(target, data)
+    for data in auth_token_seeds():
+        add("auth-token", data)
+
     return write_seeds(out, seeds, only)
 
 

@@ -1023,6 +1023,20 @@ _add(Target("contain", lambda: _lazy("contain_targets", "make_contain"), 1024,
             "pings reach the LAN, it and the next client; nothing forged reaches a TUN; books and the log "
             "bounded)", 0.75))
 
+# fuzz47: bytes from a malicious proxy (a peer with no key), a token a client sends as its password.
+_add(Target("http-proxy-reply", lambda: _lazy("proxy_targets", "make_http_proxy_reply"), 16384,
+            "httpproxy.ConnectReply fed a hostile proxy's answer whole and in reads of any size: only "
+            "ProxyRefused (one printable line), the same outcome either way, the model's (200 with a "
+            "bounded NUL-free header opens, every later byte the tunnel's), memory within MAX_HEADER", 0.3))
+_add(Target("socks-reply", lambda: _lazy("proxy_targets", "make_socks_reply"), 2048,
+            "socksproxy.SocksHandshake fed a hostile SOCKS5 proxy's answers: only ProxyRefused, the same "
+            "outcome whole or in reads, the model's bytes sent (the password only after method 2 was "
+            "chosen) and tunnel bytes", 0.3))
+_add(Target("auth-token", lambda: _lazy("authtoken_targets", "make_auth_token"), 1024,
+            "gentoken.TokenPolicy.verify on issued, renewed, garbled, cut, re-encoded, forged (other key, "
+            "other user) and spliced tokens over time: its verdict is 2.6's auth_token.c rules' on what "
+            "we issued (VALID only for our token, that user, that session, in its window)", 0.3))
+
 
 def _make_selftest():
     """Only with FUZZ_SELFTEST=1: a target that raises on b"K..." and hangs on b"H...", to check
