@@ -1036,6 +1036,10 @@ _add(Target("auth-token", lambda: _lazy("authtoken_targets", "make_auth_token"),
             "gentoken.TokenPolicy.verify on issued, renewed, garbled, cut, re-encoded, forged (other key, "
             "other user) and spliced tokens over time: its verdict is 2.6's auth_token.c rules' on what "
             "we issued (VALID only for our token, that user, that session, in its window)", 0.3))
+_add(Target("refusal-remnant", lambda: _lazy("refusal_targets", "make_refusal_remnant"), 2048,
+            "a refused UDP login's remnant (refusals.py) under random, shaped, replayed, spoofed and "
+            "flooded packets and time: it sends only its own messages, to its own address, within "
+            "REFUSAL_HOLD and a count per message; reads acks only; no session comes of it", 0.3))
 
 
 def _make_selftest():
