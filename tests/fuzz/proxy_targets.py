@@ -227,4 +227,157 @@ def seeds() -> dict[str, list[bytes]]:
     for i, a in enumerate(socks):
         creds = a[:2] == b"\x05\x02" and 1 or 0
         out_socks += [bytes((creds,)) + a, bytes((creds | (i % 7 + 1) << 1,)) + a]
-    return {"http-proxy-reply": out_http, "socks-reply": out_socks}
+    S = GW_SEP
+    gw = [b"\x00" + S.join([b"\x05\x00" + ok, b"\x30\x00" + frame]),
+          b"\x01" + S.join([b"\x05\x00HTTP/1.0 407 Proxy Authentication Required\r\n\r\n", b"\x20\x00",
+                            b"\x05\x00" + ok + frame]),
+          b"\x00" + S.join([b"\x01\x00HTTP/1.1 200", b"\x01\x00 OK\r\n", b"\x01\x00\r\n" + frame, b"\x30\x00"]),
+          b"\x00" + S.join([b"\x05\x01HTTP/1.0 200 OK\r\n"]) + S + S.join([b"\x30\x00" + b"X" * 200] * 3),
+          b"\x03" + S.join([b"\x05\x00" + http[6], b"\x40\x00"]),
+          b"\x02" + S.join([b"\x05\x00\x05\x00", b"\x05\x00\x05\x00\x00\x01\xc6\x12\x00\x01\x04\xaa" + frame,
+                            b"\x30\x00"]),
+          b"\x02" + S.join([b"\x05\x00\x05\x02", b"\x30\x00", b"\x05\x00\x05\x00\x05\x00\x00\x03\xff"]),
+          b"\x02" + S.join([b"\x05\x00\x05\x00\x05\x00\x00\x07", b"\x30\x01"]),
+          b"\x00" + S.join([b"\x05\x00\x00\x00\x00", b"\x70\x00"])]
+    return {"http-proxy-reply": out_http, "socks-reply": out_socks, "proxy-client": gw}
+
+
+# ------------------------------------------------------------------ the client gateway through a hostile proxy
+PROXY_IP = "198.18.0.50"
+HOST_GW = "198.18.0.1"          # the gateway world's server address: the client's remote
+GW_SEP = b"\xfe\xfd"
+GW_LOG_PER_STEP = 16
+
+
+class _NoTimers:
+    @staticmethod
+    def next_deadline():
+        return None
+
+
+class ScriptedProxy:
+    """A proxy that accepts the client's connections, keeps every byte each one sends, and
+    writes the script's chunks (one per step, `feed`) on the newest connection."""
+
+    def __init__(self, net, port: int) -> None:
+        from lab.fakes import MemoryListenSocket
+        self.listen = MemoryListenSocket(net, (PROXY_IP, port))
+        self.listen.bind((PROXY_IP, port))
+        self.conns: list[tuple[object, bytearray, bytearray]] = []     # (socket, got, written)
+        self.timers = _NoTimers()
+
+    def step(self, block: bool = False) -> bool:
+        busy = False
+        while self.listen.backlog:
+            s, _ = self.listen.accept()
+            self.conns.append((s, bytearray(), bytearray()))
+            busy = True
+        for s, got, _ in self.conns:
+            if s.inbox and not s.closed:
+                got += s.recv(1 << 20)
+                busy = True
+        return busy
+
+    def feed(self, chunk: bytes, close: bool) -> None:
+        if not self.conns:
+            return
+        s, _, written = self.conns[-1]
+        if s.closed or getattr(s, "eof", False):
+            return
+        if chunk:
+            s.send(chunk)
+            written += chunk
+        if close:
+            s.close()
+
+
+def make_proxy_client():
+    """proxy-client: a client gateway (lab/gateway_world.py's World) whose only way out is a
+    hostile HTTP or SOCKS5 proxy answering with the input's chunks over time.
+
+    Input: byte 0 = mode: bits 0-1 the proxy (http-proxy without auth, with basic auth, socks-proxy);
+    then steps split at GW_SEP, `t flags chunk`: the proxy writes `chunk` on the client's newest
+    connection (flags bit 0: then closes it), then t / 10 s pass.
+    Oracles, after every step: nothing escapes; the client runs; at most one proxy failure per
+    connection the proxy accepted (each refusal ends that attempt only, and the client tries again
+    on a new connection); on every connection the client sent exactly what the exchange allows --
+    HTTP: the CONNECT request, credentials in it only with `auth basic`, nothing more until the
+    proxy said 200; SOCKS: the method offer, then the CONNECT only after a SOCKS5 answer chose
+    method 0 -- and the password never anywhere but the basic request (and never in the log);
+    at most GW_LOG_PER_STEP log lines a step.
+    """
+    import base64
+    import logging
+
+    from lab.gateway_world import World, client_conf
+
+    from .contain_targets import _Lines, _pki
+
+    pki = _pki()
+    creds_line = f"<http-proxy-user-pass>\n{USER}\n{PASSWORD}\n</http-proxy-user-pass>\n"
+    extras = [f"http-proxy {PROXY_IP} 3128\n", f"http-proxy {PROXY_IP} 3128 '' basic\n" + creds_line,
+              f"socks-proxy {PROXY_IP} 1080\n", f"http-proxy {PROXY_IP} 3128\n"]
+    basic_b64 = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+
+    class _World(World):
+        def pumps(self) -> list:
+            return super().pumps() + [self.proxy]
+
+    def one(data: bytes) -> None:
+        if not data:
+            return
+        kind = data[0] & 3
+        w = _World()
+        w.proxy = ScriptedProxy(w.net, 1080 if kind == 2 else 3128)
+        lines = _Lines()
+        root = logging.getLogger()
+        root.addHandler(lines)
+        old_level = root.level
+        root.setLevel(logging.INFO)
+        try:
+            c = w.add_client(client_conf(pki, "client0", proto="tcp", extra=extras[kind]),
+                             names={"vpn.example.net": ["198.18.0.1"]})
+            w.run_for(0.2)
+            for step in data[1:].split(GW_SEP)[:12]:
+                if len(step) < 2:
+                    continue
+                before = lines.n
+                w.proxy.feed(step[2:], bool(step[1] & 1))
+                w.run_for(0.05 + step[0] / 10)
+                assert lines.n - before <= GW_LOG_PER_STEP, f"{lines.n - before} log lines in a step: {lines.last}"
+                assert c.counters.proxy_failures <= len(w.proxy.conns) + 1, \
+                    f"{c.counters.proxy_failures} proxy failures for {len(w.proxy.conns)} connections"
+                for s, got, written in w.proxy.conns:
+                    _check_sent(kind, bytes(got), bytes(written), basic_b64)
+                assert not any(PASSWORD in m or basic_b64 in m for m in lines.last), "the password in the log"
+        finally:
+            root.removeHandler(lines)
+            root.setLevel(old_level)
+    return one
+
+
+def _check_sent(kind: int, got: bytes, written: bytes, basic_b64: str) -> None:
+    """What the client sent on one connection, against what the proxy's answer allowed."""
+    if kind == 2:
+        offer = b"\x05\x01\x00"
+        assert got[:3] == offer[:len(got[:3])], f"SOCKS: the client opened with {got[:3]!r}"
+        after = got[3:]
+        if after:
+            assert written[:2] == b"\x05\x00", f"SOCKS: the client sent {after[:40]!r} before the proxy chose method 0"
+            req = connect_request(HOST_GW, PORT)
+            assert after[:len(req)] == req[:len(after)], f"SOCKS: {after[:40]!r} where the CONNECT goes"
+            if len(after) > len(req):
+                assert socks_model(False, written)[0] == "open", "SOCKS: the client sent on before the reply"
+        assert PASSWORD.encode() not in got
+        return
+    head_end = got.find(b"\r\n\r\n")
+    req = got[:head_end + 4] if head_end >= 0 else got
+    assert req.startswith(b"CONNECT "[:len(req)]), f"HTTP: the client opened with {req[:40]!r}"
+    has_auth = b"Proxy-Authorization: Basic " + basic_b64.encode() in req
+    assert has_auth == (kind == 1) or head_end < 0, f"HTTP: credentials {'sent' if has_auth else 'missing'} (kind {kind})"
+    if kind != 1:
+        assert PASSWORD.encode() not in got and basic_b64.encode() not in got, "credentials to a proxy without auth"
+    after = got[head_end + 4:] if head_end >= 0 else b""
+    if after:
+        said = http_model(written)
+        assert said[0] == "open", f"HTTP: the client sent {len(after)} bytes after its request, the proxy not having said 200"

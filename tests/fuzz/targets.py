@@ -1036,6 +1036,12 @@ _add(Target("auth-token", lambda: _lazy("authtoken_targets", "make_auth_token"),
             "gentoken.TokenPolicy.verify on issued, renewed, garbled, cut, re-encoded, forged (other key, "
             "other user) and spliced tokens over time: its verdict is 2.6's auth_token.c rules' on what "
             "we issued (VALID only for our token, that user, that session, in its window)", 0.3))
+_add(Target("proxy-client", lambda: _lazy("proxy_targets", "make_proxy_client"), 4096,
+            "a client gateway whose proxy (HTTP without or with basic auth, SOCKS5) answers with the input's "
+            "chunks over time, closing when told: nothing escapes, a failure per attempt at most, the client "
+            "tries again; on each connection it sent only what the exchange allowed (credentials only in a "
+            "basic request, nothing after the request before 200 or the SOCKS reply); the log bounded and "
+            "without the password", 0.4))
 _add(Target("refusal-remnant", lambda: _lazy("refusal_targets", "make_refusal_remnant"), 2048,
             "a refused UDP login's remnant (refusals.py) under random, shaped, replayed, spoofed and "
             "flooded packets and time: it sends only its own messages, to its own address, within "

@@ -41,6 +41,8 @@ SLOW = {"key-method-server": 40, "push-client": 40, "p2p-key-method": 40,   # a 
         # 12700 -> 12751, do find more with 250: they keep it.)
         "port-share": 60, "peer-ids": 60, "tls-config": 60, "flight-batch": 60,
         "native": 60, "tls-session": 60, "mcast-tun": 60,
+        # fuzz47: a client gateway through a hostile proxy, a World per input (2.0 s with 250 here).
+        "proxy-client": 60,
         "reload-restart": 5}                   # 2-4 clients' handshakes, reloads, ~45 s of fake time per input
 # Not run here at all (the suite is at its time budget): fuzz45's contain (four handshakes and up to
 # 20 steps with pings per input: its 13 seeds took 23 s at load 14). Its first two seeds still run in
