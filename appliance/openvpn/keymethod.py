@@ -44,22 +44,20 @@ class KeyMethod2:
 
 
 def peer_info_int(info: dict[str, str], key: str) -> int:
-    """A numeric peer-info value read as OpenVPN does (atoi): leading digits, anything else 0.
+    """A numeric peer-info value read as OpenVPN 2.6 reads it (sscanf "%d" / atoi): leading
+    digits, anything else 0, a value past a long clamped and then cut to a C int's 32 bits
+    (catoi.atoi, the one reading of C numbers) -- never an exception for a client's text.
+    `IV_PROTO=seven` is 0, `IV_PROTO=6x` is 6, `IV_NCP=4294967298` is 2."""
+    return atoi(info.get(key, ""))
 
-    `IV_PROTO=seven` is 0 and `IV_PROTO=6x` is 6 — never an exception for a client's text."""
-    v = info.get(key, "").strip()
-    sign = 1
-    if v[:1] in ("+", "-"):
-        sign, v = (-1 if v[0] == "-" else 1), v[1:]
-    n = 0
-    for ch in v:
-        if not "0" <= ch <= "9":
-            break
-        n = n * 10 + (ord(ch) - 48)
-        if n > 0x7FFFFFFF:        # a C int; keep the bits a peer could have meant
-            n = 0x7FFFFFFF
-            break
-    return sign * n
+
+def iv_proto(info: dict[str, str]) -> int:
+    """The peer's IV_PROTO flags as 2.6.14's extract_iv_proto (ssl_util.c): its number taken only
+    when above 0. Why not the number as it is: `IV_PROTO=-1` (or a value that wraps negative,
+    `IV_PROTO=4294967295`) would claim every feature bit -- data v2 with a peer-id, TLS-EKM,
+    request-push, cc-exit -- where 2.6 reads no feature at all."""
+    v = peer_info_int(info, "IV_PROTO")
+    return v if v > 0 else 0
 
 
 def _write_string(s: str) -> bytes:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from .ciphers import is_supported
 from .compression import STUB_PEER_INFO
 from .errors import RemoteProtocolError
-from .keymethod import KeyMethod2, PushedOptions, peer_info_int
+from .keymethod import KeyMethod2, PushedOptions, iv_proto
 from .keystate import KeyState
 from .opcodes import IV_PROTO_CC_EXIT_NOTIFY, IV_PROTO_DATA_V2, IV_PROTO_TLS_KEY_EXPORT
 from .roles import ClientRole, ServerRole
@@ -74,7 +74,7 @@ def negotiate(s, ks: KeyState) -> None:
     for key id 0 (later keys keep them). RemoteProtocolError when no cipher fits: as 2.6's
     "failed to negotiate cipher with peer", the connection does not come up."""
     s.peer_info = ks.remote_km.peer_info_dict() if ks.remote_km is not None else {}
-    proto = peer_info_int(s.peer_info, "IV_PROTO")
+    proto = iv_proto(s.peer_info)
     cipher = None
     theirs = s.peer_info.get("IV_CIPHERS")
     if proto & IV_PROTO_NCP_P2P and theirs:

@@ -22,7 +22,7 @@ from .compression import STUB_PEER_INFO, pushed_compression
 from .errors import BadPacket, ClientRefused, PushDeferred, PushError, RemoteProtocolError
 from .gentoken import TokenPolicy, Verdict, is_token
 from .keymethod import (USER_PASS_TOO_LONG, KeyMethod2, PushRejected, build_push_reply, credential_as_sent,
-                        parse_push_reply_untrusted, peer_info_int)
+                        iv_proto, parse_push_reply_untrusted)
 from .keystate import KS, KeyState
 from .opcodes import (HARD_RESET_CLIENT_OPS, IV_PROTO_AUTH_PENDING_KW, IV_PROTO_CC_EXIT_NOTIFY, IV_PROTO_DATA_V2,
                       IV_PROTO_REQUEST_PUSH, IV_PROTO_TLS_KEY_EXPORT, OCC_EXIT, OCC_MAGIC, Op)
@@ -468,7 +468,7 @@ class ServerRole:
             s.peer_username = km.username
         if first:
             s.cipher = s._negotiate_cipher()
-            proto = peer_info_int(s.peer_info, "IV_PROTO")
+            proto = iv_proto(s.peer_info)
             s.ekm = s.cfg.server_ekm and bool(proto & IV_PROTO_TLS_KEY_EXPORT)
             if s.cfg.require_ekm and not s.ekm:
                 # As OpenVPN 2.6 (multi.c, multi_client_set_protocol_options): refused with its reason.
@@ -487,7 +487,7 @@ class ServerRole:
             # After each successful check (password or token), as OpenVPN's verify_user_pass: the
             # first goes with the push reply, a renegotiation's on the new key at once.
             self._issue_token(km.username, now, None if first else ks)
-        if first and peer_info_int(s.peer_info, "IV_PROTO") & IV_PROTO_REQUEST_PUSH:
+        if first and iv_proto(s.peer_info) & IV_PROTO_REQUEST_PUSH:
             self.send_push_reply(ks, now)
 
     def _check_token(self, ks: KeyState, km: KeyMethod2, first: bool, now: float) -> None:

@@ -55,7 +55,7 @@ from .fragment import Fragmenter, max_fragment_size
 from .gentoken import TokenPolicy
 from .keys import EKM_LABEL, KEY_BLOCK_LEN, prf_key_block, split_key_block
 from .keystate import KS, KeyState
-from .keymethod import peer_info_int
+from .keymethod import iv_proto
 from .occstring import OccInputs
 from .opcodes import (DATA_PID_RENEG_AT, IV_PROTO_AUTH_PENDING_KW, NO_PEER_ID, OCC_EXIT, OCC_MAGIC, PID_MAX,
                       PING_MAGIC, Op)
@@ -576,7 +576,7 @@ class Session(ControlChannel):
         wait = max(0, int(min(timeout, most)))
         if not ks.sent_km:
             self._send_key_method(ks)       # OpenVPN's server sends its own before any text
-        proto = peer_info_int(self.peer_info, "IV_PROTO")
+        proto = iv_proto(self.peer_info)
         self._send_text(f"AUTH_PENDING,timeout {wait}" if proto & IV_PROTO_AUTH_PENDING_KW else "AUTH_PENDING", ks)
         self._send_text("INFO_PRE," + extra, ks)
         ks.hand_deadline = now + wait

@@ -268,6 +268,19 @@ def test_peer_info_is_read_like_openvpn(pki):
     assert up(c, s) and s.peer_id is None
 
 
+@pytest.mark.parametrize("value", ["-1", "4294967295", "9" * 40])
+def test_a_negative_iv_proto_claims_no_feature(pki, value):
+    """fuzz47: 2.6.14 takes IV_PROTO only when its number is above 0 (extract_iv_proto). Ours
+    read -1 -- or a number that wraps to it -- as every flag, so the server gave DATA_V2 and a
+    peer-id (and TLS-EKM, request-push) to a client 2.6 treats as having none."""
+    c, s, _ = make_pair(pki)
+    info = f"IV_VER=2.6.0\nIV_PROTO={value}\nIV_CIPHERS=AES-256-GCM\n"
+    c.role._peer_info = lambda: info
+    link = Link(c, s)
+    link.run(lambda: up(c, s) or s.closed or c.closed, max_time=30)
+    assert up(c, s) and s.peer_id is None and not s.ekm
+
+
 # ---------------------------------------------------------------- packet ids
 def test_data_packet_ids_renegotiate_before_they_run_out_and_never_wrap(pki):
     c, s, link = connected(pki)

@@ -195,7 +195,19 @@ def test_peer_info_numbers_read_like_openvpn_atoi_and_first_key_wins():
     assert peer_info_int(info, "IV_NCP") == 2
     assert peer_info_int(info, "IV_MTU") == -7
     assert peer_info_int(info, "MISSING") == 0
-    assert peer_info_int({"X": "9" * 40}, "X") == 0x7FFFFFFF
+    # Past a long: clamped to LONG_MAX, then a C int's 32 bits (-1), as glibc's sscanf/atoi.
+    assert peer_info_int({"X": "9" * 40}, "X") == -1
+    assert peer_info_int({"X": "4294967298"}, "X") == 2
+
+
+def test_iv_proto_is_taken_only_above_zero_as_2_6_14():
+    """2.6.14's extract_iv_proto: sscanf "IV_PROTO=%d", used only when > 0. A negative value, or
+    one that wraps negative past a C int, claims no feature (fuzz47: ours read -1 as every bit)."""
+    from appliance.openvpn.keymethod import iv_proto
+    for text, want in (("-1", 0), ("4294967295", 0), ("9" * 40, 0), ("4294967296", 0), ("4294967302", 6),
+                       ("990", 990), ("6x", 6), ("seven", 0), ("", 0), ("+30", 30)):
+        assert iv_proto({"IV_PROTO": text}) == want, text
+    assert iv_proto({}) == 0
 
 
 @pytest.mark.parametrize("option,field,value", [
