@@ -163,3 +163,46 @@ def seeds() -> list[bytes]:
                + st(1, 0x80, 0, 0, 250) + st(2, 0, 2, 0) + st(0, 2) + st(2, 2, 5, 2))
     out.append(bytes((5, 0)) + st(0, 1) + st(1, 0, 0, 1, 0) + st(2, 1, 1, 0) + st(6, 1, 1, 0, 1, 1, 0, 0, 0, 9))
     return out
+
+
+# ------------------------------------------------------------------ fuzz47: IV_PROTO / IV_NCP from a peer
+def make_iv_proto():
+    """iv-proto: a peer's peer-info text (its key-method message's last string) read into the
+    numbers the server decides by, against glibc's own sscanf as 2.6.14 calls it
+    (extract_iv_proto: "IV_PROTO=%d", taken only when > 0; tls_peer_info_ncp_ver: "IV_NCP=%d").
+
+    The model reads the first line whose key is IV_PROTO (resp. IV_NCP) -- our documented
+    reading (keymethod.peer_info_dict: first key wins, key and value stripped), where 2.6's
+    strstr would also find the name inside another line -- and hands its value to libc.
+    Oracle: iv_proto and peer_info_int equal libc's answer; nothing but an int comes out."""
+    import ctypes
+
+    from appliance.openvpn.keymethod import KeyMethod2, iv_proto, peer_info_int
+    libc = ctypes.CDLL(None)
+    sscanf = libc.sscanf
+
+    def c_read(name: str, value: str) -> int:
+        out = ctypes.c_int(0)
+        text = (name + "=" + value).encode("utf-8", "surrogateescape").split(b"\0")[0]
+        r = sscanf(ctypes.c_char_p(text), ctypes.c_char_p(name.encode() + b"=%d"), ctypes.byref(out))
+        return out.value if r == 1 else 0
+
+    def one(data: bytes) -> None:
+        text = data.decode("utf-8", "surrogateescape")
+        info = KeyMethod2(b"r" * 32, b"s" * 32, "V4", peer_info=text).peer_info_dict()
+        for name in ("IV_PROTO", "IV_NCP", "IV_MTU"):
+            got = peer_info_int(info, name)
+            assert type(got) is int
+            if name in info:
+                want = c_read(name, info[name])
+                assert got == want, f"{name}={info[name]!r:.60}: ours {got}, glibc's sscanf {want}"
+        want = c_read("IV_PROTO", info["IV_PROTO"]) if "IV_PROTO" in info else 0
+        assert iv_proto(info) == (want if want > 0 else 0), f"IV_PROTO={info.get('IV_PROTO')!r:.60}"
+    return one
+
+
+def iv_proto_seeds() -> list[bytes]:
+    return [b"IV_VER=2.6.14\nIV_PLAT=linux\nIV_PROTO=990\nIV_NCP=2\nIV_CIPHERS=AES-256-GCM:AES-128-GCM\n",
+            b"IV_PROTO=-1\n", b"IV_PROTO=4294967295\nIV_NCP=4294967298\n", b"IV_PROTO=" + b"9" * 40 + b"\n",
+            b"IV_PROTO= +6x\nIV_PROTO=7\n", b"IV_PROTO=seven\n", b"IV_MTU=-7\nIV_PROTO=\t\t30\n",
+            b"IV_PROTO=0x10\n", b"IV_PROTO=00000000000000000000000000000000000000006\n"]

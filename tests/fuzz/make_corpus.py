@@ -634,6 +634,9 @@ def generate(out: Path = SEEDS, only: set[str] | None = None) -> dict[str, tuple
             add(target, data)
     for data in auth_token_seeds():
         add("auth-token", data)
+    from .authtoken_targets import iv_proto_seeds
+    for data in iv_proto_seeds():
+        add("iv-proto", data)
     from .refusal_targets import seeds as refusal_seeds
     for data in refusal_seeds():
         add("refusal-remnant", data)

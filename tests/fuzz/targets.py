@@ -1042,6 +1042,9 @@ _add(Target("proxy-client", lambda: _lazy("proxy_targets", "make_proxy_client"),
             "tries again; on each connection it sent only what the exchange allowed (credentials only in a "
             "basic request, nothing after the request before 200 or the SOCKS reply); the log bounded and "
             "without the password", 0.4))
+_add(Target("iv-proto", lambda: _lazy("authtoken_targets", "make_iv_proto"), 1024,
+            "a peer's peer-info: IV_PROTO / IV_NCP / IV_MTU as peer_info_int and iv_proto read them, against "
+            "glibc's sscanf as 2.6.14 calls it (IV_PROTO taken only above 0)", 0.2))
 _add(Target("refusal-remnant", lambda: _lazy("refusal_targets", "make_refusal_remnant"), 2048,
             "a refused UDP login's remnant (refusals.py) under random, shaped, replayed, spoofed and "
             "flooded packets and time: it sends only its own messages, to its own address, within "
