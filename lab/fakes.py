@@ -570,6 +570,7 @@ class FakeTunnelNetwork:
         self.pushed = None
         self.applied = 0
         self.block_ipv6 = False
+        self.closed = 0             # close() calls: the host's routes and DNS given back (at the client's end)
 
     def apply(self, pushed, remote_ip: str) -> None:
         if pushed is None or pushed.ifconfig is None:
@@ -591,6 +592,7 @@ class FakeTunnelNetwork:
             self.tun = self.tun_class(self.net, "tun-client")
 
     def close(self) -> None:
+        self.closed += 1
         if self.tun is not None:
             self.tun.close()
 

@@ -3,7 +3,7 @@
 The guide's promise is that anything a peer causes ends at most its own session, counted and
 logged at a limited rate. tests/gateway/test_faults.py shows it at a few hand-picked spots; this
 sweep does it for every `appliance.*` function that runs for one client ("the victim", named
-client0) while another (client1) stays up beside it, on the in-memory World of tests/gateway
+client0) while two others (client1, client2) stay up beside it, on the in-memory World of tests/gateway
 (the real pump, gateway and engine code; no root, no kernel; a fake clock).
 
 1. Record (sys.settrace, 'call' events in files under appliance/): the functions called *for
@@ -16,8 +16,8 @@ client0) while another (client1) stays up beside it, on the in-memory World of t
 2. Inject: for each such function, the first call of it for the victim after the phase's
    trigger raises (InjectedFault, a RuntimeError subclass; or ValueError/KeyError/IndexError/
    struct.error with --exc). Then what a user checks: neither gateway process ended (a
-   ServerGateway/ClientGateway `result`, an exception out of the loop), client1 still pings
-   both ways, the victim pings again (its session went on, or it was ended and reconnected)
+   ServerGateway/ClientGateway `result`, an exception out of the loop), client1 and client2
+   still ping both ways and keep their sessions, addresses and peer-ids, the victim pings again (its session went on, or it was ended and reconnected)
    within 150 s of fake time, the server's books hold only live clients (addresses in the pool,
    peer-ids, the lookup tables), and something counted or logged the fault.
 
@@ -25,9 +25,9 @@ Outcomes: `ok-ended` (the victim's session was ended and it reconnected), `ok-su
 session went on, or the attempt it was making went on; the fault was counted as an internal
 error, or dropped as a bad packet), `not-hit` (no call for the
 victim after the trigger), and the failures `FATAL` (a gateway ended, or the loop raised),
-`COLLATERAL` (client1 lost its tunnel), `WEDGED` (the victim never pinged again), `SPIN` (a
+`COLLATERAL` (a bystander lost its tunnel, session, address or peer-id), `WEDGED` (the victim never pinged again), `SPIN` (a
 gateway's loop stays busy with nothing to do: 100% CPU on a host), `LEAK` (the server kept
-something of a gone session), `SILENT` (nothing counted or logged).
+something of a gone session, or gave back what a live one holds: half-alive), `SILENT` (nothing counted or logged).
 
     python -m lab.reliability.fault_sweep [--proto udp|tcp|both] [--dev tun|tap|both] [--phase NAME ...]
         [--exc runtime|value|key|index|struct] [--limit N] [--seed S] [--match TEXT] [--repeat N]
@@ -75,7 +75,13 @@ EXCEPTIONS: dict[str, Callable[[str], BaseException]] = {
     "key": KeyError,
     "index": IndexError,
     "struct": struct.error,
+    # Out of memory midway: Python raises it anywhere; `except Exception` takes it, but code
+    # that catches only the errors a peer's bad input raises must not mistake it for one.
+    "memory": MemoryError,
 }
+
+VICTIM = 1                              # w.clients index of the victim (client0's certificate)
+BYSTANDERS = (0, 2)                     # client1 and client2: up beside it, never to be touched
 
 
 # ---------------------------------------------------------------------------------- the world
@@ -86,7 +92,8 @@ def _world_mod():
 
 @dataclass
 class Stage:
-    """A World with client1 up (index 0) and the victim (index 1, client0's certificate)."""
+    """A World with client1 (index 0) and client2 (index 2) up beside the victim (index 1,
+    client0's certificate)."""
     w: object
     proto: str
     pki: dict
@@ -110,8 +117,8 @@ class Stage:
 
 
 def make_pki() -> dict:
-    """The gateway tests' PKI (lab/gateway_world.py make_pki), with client0 and client1."""
-    return _world_mod().make_pki(["client0", "client1"])
+    """The gateway tests' PKI (lab/gateway_world.py make_pki), with client0..client2."""
+    return _world_mod().make_pki(["client0", "client1", "client2"])
 
 
 def _proto_names(proto: str) -> tuple[str, str]:
@@ -136,10 +143,15 @@ def new_stage(pki: dict, proto: str, with_victim: bool = True, dev: str = "tun")
     st = Stage(w, proto, pki, dev=dev)
     if not served(w, 0):
         raise RuntimeError("client1 does not come up")
-    if with_victim:
-        add_victim(st)
-        if not served(w, 1):
-            raise RuntimeError("the victim does not come up")
+    add_victim(st)
+    if not served(w, VICTIM):
+        raise RuntimeError("the victim does not come up")
+    w.add_client(cf.client_conf(pki, "client2", proto=_proto_names(proto)[1]), ip="198.18.0.4")
+    if not served(w, 2):
+        raise RuntimeError("client2 does not come up")
+    if not with_victim:
+        st.victim.request_stop()
+        w.run_for(3)
     return st
 
 
@@ -150,12 +162,14 @@ def add_victim(st: Stage) -> None:
     st.victims += 1
     ip = f"198.18.0.{100 + st.victims}"
     if len(w.clients) > 1:
-        old = w.clients.pop(1)
-        w.client_nets.pop(1)
-        w.client_ports.pop(1)
+        old = w.clients.pop(VICTIM)
+        w.client_nets.pop(VICTIM)
+        w.client_ports.pop(VICTIM)
         for k, v in old.faults.counts.items():
             st.retired[k] = st.retired.get(k, 0) + v
     w.add_client(victim_conf(st.pki, st.proto), ip=ip)
+    for books in (w.clients, w.client_nets, w.client_ports):     # appended: into the victim's place
+        books.insert(VICTIM, books.pop())
 
 
 def up(w, i: int) -> bool:
@@ -372,7 +386,26 @@ def phase_trigger(st: Stage, phase: str) -> None:
             port_ready()
         _at_once(c.pump, usr1)
     elif phase == "exit":
-        _at_once(c.pump, c.request_stop)
+        from appliance.gateway.loop import Signals
+
+        if c.signals is None:
+            c.signals = Signals()                           # not installed: the handler's effect by hand
+        c.signals.stops += 1                                # SIGTERM came
+        # The port level-triggered, as the real one: readable (its handler called at each wake-up)
+        # until a call of the handler drained it.
+        port = {"readable": True}
+        sig, real_drain = c.signals, c.signals.drain
+
+        def drain() -> None:
+            real_drain()
+            port["readable"] = False
+        sig.drain = drain
+
+        def sigterm() -> None:
+            if port["readable"]:
+                c.pump._again[id(sig)] = sigterm    # noqa: SLF001 - as Pump.again, without a call of ours to fault
+                c._on_signal()      # noqa: SLF001 - the signal port's handler (the stop through it, as in a run)
+        _at_once(c.pump, sigterm)
     else:
         raise ValueError(phase)
 
@@ -433,7 +466,7 @@ def record(st: Stage, phases: tuple[str, ...]) -> dict[object, str]:
             sys.settrace(old)
         if phase == "exit":
             add_victim(st)
-        if not served(st.w, 1) or not served(st.w, 0):
+        if not all(served(st.w, i) for i in (VICTIM, *BYSTANDERS)):
             raise RuntimeError(f"the world is not healthy after recording {phase}")
     return seen
 
@@ -492,6 +525,19 @@ def _counters(st: Stage) -> dict[str, int]:
     return out
 
 
+def bystanders(st: Stage) -> dict[int, tuple]:
+    """What each bystander holds, as a user sees it: its gateway's connection count, its tunnel
+    address, and on the server its record, session and peer-id (None where it has none)."""
+    w, d = st.w, st.w.server.d
+    out = {}
+    for i in BYSTANDERS:
+        ip = w.client_ports[i].ip
+        rec = next((r for r in d.by_addr.values() if Attribution._ip(r.addr) == ip), None)
+        out[i] = (w.clients[i].connections, w.client_addr(i),
+                  None if rec is None else (id(rec), id(rec.session), rec.peer_id, rec.pool_lease))
+    return out
+
+
 def server_books(st: Stage) -> str:
     """What the server holds of sessions that are gone ('' when its books are clean)."""
     d = st.w.server.d
@@ -517,11 +563,21 @@ def server_books(st: Stage) -> str:
     extra = set(d.peer_ids.holders) - pids
     if extra:
         problems.append(f"peer-ids held by nobody: {sorted(extra)}")
+    # Half-alive: a live session whose peer-id or address the books gave back (the next client
+    # would be given it too), or a peer-id leading to another record.
+    for r in live:
+        if r.peer_id not in d.peer_ids.holders:
+            problems.append(f"a live session's peer-id {r.peer_id} given back")
+        held = d.by_peer_id.get(r.peer_id)
+        if held is not None and held.alive and held.common_name != r.common_name:
+            problems.append(f"peer-id {r.peer_id} leads to another client's session")
     pool = st.w.server.d.st.pool
     if pool is not None:
         leased = {r.pool_lease for r in live if r.pool_lease}
         if set(pool.leased) - leased:
             problems.append(f"addresses leased by nobody: {sorted(set(pool.leased) - leased)}")
+        if leased - set(pool.leased):
+            problems.append(f"a live session's address given back: {sorted(leased - set(pool.leased))}")
     ips = [Attribution._ip(r.addr) for r in live if r.session.established]
     if len(ips) != len(set(ips)):
         problems.append("two established records for one client")
@@ -570,6 +626,7 @@ def _inject(st: Stage, code, phase: str, make_exc, repeat: int) -> Outcome:
     h = LogCount()
     logger.addHandler(h)
     before = _counters(st)
+    held = bystanders(st)
     inj = Injector(st, code, make_exc)
     # Sessions the server makes for the victim: beyond the phase's own (a handshake, a restart),
     # the victim's session was ended and it came back.
@@ -577,6 +634,7 @@ def _inject(st: Stage, code, phase: str, make_exc, repeat: int) -> Outcome:
     made[0] = 0
     fatal = ""
     conns0 = 0
+    unstopped = ""                      # exit: the victim told to stop did not end, or kept the host's routes
     try:
         for k in range(repeat):
             inj.left, inj.attr = 1, None
@@ -597,22 +655,52 @@ def _inject(st: Stage, code, phase: str, make_exc, repeat: int) -> Outcome:
                 run_phase(st, phase, triggered=True)
             finally:
                 sys.settrace(old)
-            if phase == "exit" and st.victim.result is not None:
-                add_victim(st)
+            if phase == "exit":
+                if st.victim.result is None:
+                    unstopped = "the victim, told to stop, still runs 6 s later"
+                    st.victim.request_stop()
+                    w.run_for(6)
+                else:
+                    # What run_gateway does at the end (the World steps pumps, it runs no gateway's run()).
+                    try:
+                        st.victim._cleanup()                    # noqa: SLF001
+                    except Exception as e:  # noqa: BLE001 - at the very end: said, the process ends anyway
+                        unstopped = f"the victim's clean-up raised {type(e).__name__}: {e}"
+                    if not w.client_nets[VICTIM].closed:
+                        unstopped = "the victim ended without closing its tunnel (the host's routes and DNS kept)"
+                if st.victim.result is not None:
+                    add_victim(st)
             if inj.hits == 0:
                 break
             if k + 1 < repeat:
                 served(w, 1, max_time=150)
     except Exception as e:  # noqa: BLE001 - the loop itself raised: a gateway would have ended
-        fatal = f"the loop raised {type(e).__name__}: {e}"
+        fatal = f"{_whose_loop(st, e)} loop raised {type(e).__name__}: {e}"
     try:
-        return _judge(st, phase, inj, h, before, conns0, fatal, name)
+        return _judge(st, phase, inj, h, before, conns0, fatal, name, held, unstopped)
     finally:
         logger.removeHandler(h)     # only now: a line the fault causes later (a push taken after the phase) counts
 
 
+def _whose_loop(st: Stage, e: BaseException) -> str:
+    """Which gateway's loop an exception came out of ("the server's", "the victim's", ...)."""
+    from appliance.gateway.loop import Pump
+    tb, pump = e.__traceback__, None
+    while tb is not None:
+        me = tb.tb_frame.f_locals.get("self")
+        if isinstance(me, Pump):
+            pump = me
+        tb = tb.tb_next
+    if pump is st.w.server.pump:
+        return "the server's"
+    for i, c in enumerate(st.w.clients):
+        if pump is c.pump:
+            return "the victim's" if i == VICTIM else f"bystander clients[{i}]'s"
+    return "a"
+
+
 def _judge(st: Stage, phase: str, inj: Injector, h: LogCount, before: dict[str, int], conns0: int, fatal: str,
-           name: str) -> Outcome:
+           name: str, held: dict[int, tuple], unstopped: str = "") -> Outcome:
     w, made = st.w, st.made
     n_logs = len(h.records)            # the phase's own lines (the repeat's bound); the checks' come after
     out = Outcome(name, phase, st.label, "", hits=inj.hits, log_lines=n_logs,
@@ -620,22 +708,32 @@ def _judge(st: Stage, phase: str, inj: Injector, h: LogCount, before: dict[str, 
     if fatal:
         out.verdict, out.detail = "FATAL", fatal
         return out
+    if unstopped:
+        out.verdict, out.detail = "WEDGED", unstopped
+        return out
     if inj.hits == 0:
         out.verdict = "not-hit"
         return out
     if w.server.result is not None:
         out.verdict, out.detail = "FATAL", f"the server ended (result {w.server.result})"
         return out
-    if w.clients[0].result is not None:
-        out.verdict, out.detail = "FATAL", "client1's gateway ended"
-        return out
+    for i in BYSTANDERS:
+        if w.clients[i].result is not None:
+            out.verdict, out.detail = "FATAL", f"bystander clients[{i}]'s gateway ended"
+            return out
     victim_ended = st.victim.result is not None
     if victim_ended:
         out.verdict, out.detail = "FATAL", f"the victim's client gateway exited (result {st.victim.result})"
         add_victim(st)
         return out
-    if not served(w, 0, max_time=10):
-        out.verdict, out.detail = "COLLATERAL", "client1 no longer pings both ways"
+    for i in BYSTANDERS:
+        if not served(w, i, max_time=10):
+            out.verdict, out.detail = "COLLATERAL", f"bystander clients[{i}] no longer pings both ways"
+            return out
+    now = bystanders(st)
+    moved = [f"clients[{i}] {held[i]} -> {now[i]}" for i in BYSTANDERS if now[i] != held[i]]
+    if moved:
+        out.verdict, out.detail = "COLLATERAL", "a bystander's session, address or peer-id changed: " + "; ".join(moved)
         return out
     if not served(w, 1, max_time=150):
         out.verdict, out.detail = "WEDGED", "the victim does not ping within 150 s"

@@ -167,3 +167,12 @@ def test_on_a_tap_server_a_bug_while_forgetting_leaves_no_mac_behind(pki, tap_ta
     o = fs.inject(fs.new_stage(pki, "udp", dev="tap"), code, phase, fs.EXCEPTIONS["runtime"])
     assert o.verdict in ("ok-ended", "ok-survived"), (o.verdict, o.detail)
     assert o.proto == "udp/tap"
+
+
+def test_the_victim_has_two_bystanders(pki):
+    st = fs.new_stage(pki, "udp")
+    assert len(st.w.clients) == 3 and fs.VICTIM not in fs.BYSTANDERS
+    held = fs.bystanders(st)
+    assert all(h[1] is not None and h[2] is not None for h in held.values()), held
+    assert len({h[1] for h in held.values()}) == 2 and len({h[2][2] for h in held.values()}) == 2
+
