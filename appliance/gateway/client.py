@@ -1431,7 +1431,7 @@ class ClientGateway(SignalWakes):
         with no tunnel, for ever (lab/reliability/fault_sweep.py)."""
         try:
             self._act_on_engine(c)
-        except (PortGone, MemoryError):
+        except PortGone:
             raise
         except Exception as e:  # noqa: BLE001 - our bug: this session ends, the client starts over
             if self.conn is c:

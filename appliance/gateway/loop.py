@@ -8,8 +8,13 @@ gateway/server.py); waiting, timers, signals and error accounting live here, onc
 
 Faults (the rule the whole gateway keeps): handlers contain what a peer causes to that peer. What
 escapes a handler anyway is our own bug: it is counted, logged with a traceback at a limited
-rate, and the loop goes on. Only `PortGone` (our TUN or listening socket failed) and MemoryError
-end the pump, with one line saying why.
+rate, and the loop goes on. Only `PortGone` (our TUN or listening socket failed) ends the pump,
+with one line saying why. A MemoryError in a handler or timer is contained as any other fault of
+ours: Python raises it for one allocation too large (a size a peer's packet led us to), far more
+often than for a host out of memory (the kernel's OOM killer acts there), and ending the server
+for it ended every client's session for one peer's (lab/reliability/fault_sweep.py --exc memory).
+Many in a row (MEMORY_ERRORS_FATAL within MEMORY_WINDOW seconds: the host is out of memory)
+and out of the guards -- at start -- it still ends the gateway with one line, status 1.
 """
 from __future__ import annotations
 
@@ -389,7 +394,7 @@ def freeze_startup_heap() -> None:
 def run_gateway(pump: "Pump", signals: Signals | None, on_signal: Handler, start: Handler,
                 done: Callable[[], int | None], cleanup: Handler) -> int:
     """Both roles' `run()`: signals in, start, step until `done()` gives a status; PortGone or
-    MemoryError end it with one line and status 1; `cleanup` and the signal handlers always run."""
+    a MemoryError out of the pump's guards (at start) end it with one line and status 1; `cleanup` and the signal handlers always run."""
     if signals is not None:
         signals.install()
         pump.watch(signals, on_signal)
@@ -411,6 +416,10 @@ def run_gateway(pump: "Pump", signals: Signals | None, on_signal: Handler, start
                 signals.uninstall()
 
 
+MEMORY_ERRORS_FATAL = 50       # MemoryErrors contained within MEMORY_WINDOW s, past which the loop ends
+MEMORY_WINDOW = 10.0
+
+
 class Pump:
     """One event loop: ports with read/write handlers, a timer heap, and an after-wake hook."""
 
@@ -424,6 +433,8 @@ class Pump:
         self._writing: set[int] = set()
         self._again: dict[object, Handler] = {}
         self._interest: dict[int, tuple[bool, bool]] = {}     # ports watched through interest()
+        self._oom_since = -math.inf     # the MemoryErrors contained since then (_contain_memory_error)
+        self._oom_n = 0
 
     # ---------------------------------------------------------------- ports
     def watch(self, port, on_read: Handler, on_write: Handler | None = None) -> None:
@@ -481,7 +492,7 @@ class Pump:
     # ---------------------------------------------------------------- one wake-up
     def step(self, block: bool = True) -> bool:
         """Fire due timers, wait (up to the next deadline if `block`), run ready handlers, then
-        the after-wake hook. Returns whether anything happened. PortGone/MemoryError propagate."""
+        the after-wake hook. Returns whether anything happened. PortGone propagates."""
         now = self.clock()          # one reading: the wait's timeout matters only if no timer fired
         did = self._fire_timers(now)
         timeout: float | None = 0.0
@@ -499,17 +510,35 @@ class Pump:
                     on_write()
                 if readable:
                     on_read()
-            except (PortGone, MemoryError):
+            except PortGone:
                 raise
+            except MemoryError:
+                self._contain_memory_error("a port handler")
             except Exception:  # noqa: BLE001 - our bug; a handler contains what a peer causes
                 self.faults.internal("a port handler")
         try:
             self.after_wake()
-        except (PortGone, MemoryError):
+        except PortGone:
             raise
+        except MemoryError:
+            self._contain_memory_error("flushing a batch")
         except Exception:  # noqa: BLE001
             self.faults.internal("flushing a batch")
         return did
+
+    def _contain_memory_error(self, where: str) -> None:
+        """Call from an `except MemoryError` block: one peer's work dropped, as any fault of
+        ours (an allocation too large, whose size a packet led to) -- unless they keep coming
+        (MEMORY_ERRORS_FATAL within MEMORY_WINDOW s): then the host is out of memory, and the
+        error goes on to end the gateway (run_gateway: one line, status 1; the service manager
+        restarts it) rather than loop on failing."""
+        now = self.clock()
+        if now - self._oom_since > MEMORY_WINDOW:
+            self._oom_since, self._oom_n = now, 0
+        self._oom_n += 1
+        if self._oom_n >= MEMORY_ERRORS_FATAL:
+            raise                       # noqa: PLE0704 - the MemoryError being handled
+        self.faults.internal(where)
 
     def _fire_timers(self, now: float) -> bool:
         timers = self.timers
@@ -517,16 +546,19 @@ class Pump:
         for key, fn in due:
             try:
                 fn()
-            except (PortGone, MemoryError):
+            except PortGone:
                 raise
-            except Exception:  # noqa: BLE001
-                self.faults.internal("a timer")
+            except Exception as e:  # noqa: BLE001
+                if isinstance(e, MemoryError):
+                    self._contain_memory_error("a timer")
+                else:
+                    self.faults.internal("a timer")
                 after = timers.retry.get(key)
                 if after is not None and not timers.armed(key):
                     timers.arm(key, self.clock() + after, fn)      # its work must still be done
         return bool(due)
 
     def run(self, until: Callable[[], bool]) -> None:
-        """Step until `until()` says so; PortGone/MemoryError propagate to the caller."""
+        """Step until `until()` says so; PortGone (and a MemoryError out of `until`) propagate to the caller."""
         while not until():
             self.step()

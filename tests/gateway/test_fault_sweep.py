@@ -65,7 +65,7 @@ def test_a_hundred_faults_cost_a_bounded_number_of_log_lines(pki, targets):
     assert o.fault_lines <= 10, f"{o.fault_lines} lines about 100 internal errors"
 
 
-@pytest.mark.parametrize("exc", ["runtime", "value", "key", "index", "struct"])
+@pytest.mark.parametrize("exc", ["runtime", "value", "key", "index", "struct", "memory"])
 def test_a_seeded_sample_ends_nothing_beyond_the_victim(pki, targets, exc):
     """6 functions per exception type (seeded): no gateway ends, client1 and client2 keep their
     tunnels, sessions, addresses and peer-ids."""
@@ -176,6 +176,20 @@ def test_the_victim_has_two_bystanders(pki):
     held = fs.bystanders(st)
     assert all(h[1] is not None and h[2] is not None for h in held.values()), held
     assert len({h[1] for h in held.values()}) == 2 and len({h[2][2] for h in held.values()}) == 2
+
+
+@pytest.mark.parametrize(("proto", "name"), [
+    # MemoryError went past the loop's guards and ended the gateway: the server (every client's
+    # session) for one client's data packet or TCP read, our client for its push.
+    ("udp", "appliance.openvpn.server:ServerDispatcher.note_sent"),
+    ("udp", "appliance.transport.udp:UdpTransport.send_batch"),
+    ("tcp", "appliance.gateway.server:ServerGateway._on_conn_read"),
+    ("udp", "appliance.gateway.client:ClientGateway._tunnel_up"),
+])
+def test_a_memory_error_on_one_clients_path_ends_at_most_that_client(pki, targets, proto, name):
+    o = _inject(pki, targets, proto, name, "memory")
+    assert o.verdict in ("ok-ended", "ok-survived"), (o.verdict, o.detail)
+    assert "internal error" in o.detail, o.detail
 
 
 @pytest.mark.parametrize(("proto", "name"), [
