@@ -27,7 +27,8 @@ error, or dropped as a bad packet), `not-hit` (no call for the
 victim after the trigger), and the failures `FATAL` (a gateway ended, or the loop raised),
 `COLLATERAL` (a bystander lost its tunnel, session, address or peer-id), `WEDGED` (the victim never pinged again), `SPIN` (a
 gateway's loop stays busy with nothing to do: 100% CPU on a host), `LEAK` (the server kept
-something of a gone session, or gave back what a live one holds: half-alive), `SILENT` (nothing counted or logged).
+something of a gone session, or gave back what a live one holds: half-alive), `FLOOD` (with
+--repeat N >= 20: one gateway wrote more than 12 log lines naming the N faults), `SILENT` (nothing counted or logged).
 
     python -m lab.reliability.fault_sweep [--proto udp|tcp|both] [--dev tun|tap|both] [--phase NAME ...]
         [--exc runtime|value|key|index|struct] [--limit N] [--seed S] [--match TEXT] [--repeat N]
@@ -482,6 +483,7 @@ class Outcome:
     hits: int = 0
     log_lines: int = 0
     fault_lines: int = 0                # of those, the tracebacks of our internal errors (not the counters)
+    fault_refs: int = 0                 # lines naming the injected fault (its message, or its traceback)
 
 
 @dataclass
@@ -511,6 +513,13 @@ class LogCount(logging.Handler):
         self.records: list[logging.LogRecord] = []
 
     def emit(self, record: logging.LogRecord) -> None:
+        # Which gateway (process) wrote it: the loop on the stack. A handshake phase repeated
+        # makes a new victim gateway each time -- a new process, whose own Faults start anew.
+        from appliance.gateway.loop import Pump
+        f = sys._getframe(1)
+        while f is not None and not isinstance(f.f_locals.get("self"), Pump):
+            f = f.f_back
+        record.sweep_loop = id(f.f_locals["self"]) if f is not None else 0
         self.records.append(record)
 
 
@@ -682,6 +691,32 @@ def _inject(st: Stage, code, phase: str, make_exc, repeat: int) -> Outcome:
         logger.removeHandler(h)     # only now: a line the fault causes later (a push taken after the phase) counts
 
 
+# --repeat: N faults in a row (a peer's packet that trips our bug, flooded) may name the fault in
+# at most FLOOD_LINES log lines (Faults: tracebacks for the first five, then every 1000th).
+FLOOD_AT, FLOOD_LINES = 20, 12
+
+
+def _names_the_fault(r: logging.LogRecord) -> bool:
+    if "fault injected" in r.getMessage():
+        return True
+    exc = r.exc_info[1] if r.exc_info else None
+    while exc is not None:
+        if "fault injected" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _most_fault_lines(records: list[logging.LogRecord]) -> int:
+    """The most lines naming the fault that one gateway (one process) wrote."""
+    per: dict[int, int] = {}
+    for r in records:
+        if _names_the_fault(r):
+            k = getattr(r, "sweep_loop", 0)
+            per[k] = per.get(k, 0) + 1
+    return max(per.values(), default=0)
+
+
 def _whose_loop(st: Stage, e: BaseException) -> str:
     """Which gateway's loop an exception came out of ("the server's", "the victim's", ...)."""
     from appliance.gateway.loop import Pump
@@ -704,7 +739,8 @@ def _judge(st: Stage, phase: str, inj: Injector, h: LogCount, before: dict[str, 
     w, made = st.w, st.made
     n_logs = len(h.records)            # the phase's own lines (the repeat's bound); the checks' come after
     out = Outcome(name, phase, st.label, "", hits=inj.hits, log_lines=n_logs,
-                  fault_lines=sum(r.getMessage().startswith("internal error in") for r in h.records))
+                  fault_lines=sum(r.getMessage().startswith("internal error in") for r in h.records),
+                  fault_refs=_most_fault_lines(h.records))
     if fatal:
         out.verdict, out.detail = "FATAL", fatal
         return out
@@ -746,6 +782,9 @@ def _judge(st: Stage, phase: str, inj: Injector, h: LogCount, before: dict[str, 
     books = server_books(st)
     if books:
         out.verdict, out.detail = "LEAK", books
+        return out
+    if inj.hits >= FLOOD_AT and out.fault_refs > FLOOD_LINES:
+        out.verdict, out.detail = "FLOOD", f"{out.fault_refs} log lines name {inj.hits} faults"
         return out
     after = _counters(st)
     changed = sorted(k for k in after if after[k] != before.get(k, 0))
