@@ -42,7 +42,7 @@ def test_lines_26_skips_are_skipped_and_the_rest_applies(line, caplog):
         c = parse_ccd(f"iroute 198.18.5.0 255.255.255.0\n{line}\npush \"route 198.18.7.0 255.255.255.0\"\n",
                       PATH + "-" + line.split()[0])
     assert c.iroutes == [("198.18.5.0", "255.255.255.0")] and c.push == ["route 198.18.7.0 255.255.255.0"]
-    assert [(n, d) for n, d, _why in c.skipped] == [(2, line.split()[0].lower().strip("<>"))], c.skipped
+    assert [(n, d) for n, d, _why in c.skipped] == [(2, line.split()[0].strip("<>"))], c.skipped
     said = caplog.text
     assert f"{PATH}-{line.split()[0]}:2: " in said and "skipped" in said and "OpenVPN 2.6" in said, said
 
@@ -146,3 +146,24 @@ def test_ifconfig_push_with_an_alias_refuses_the_client():
     with pytest.raises(ConfigError) as e:
         parse_ccd("ifconfig-push 198.19.0.5 255.255.255.0 198.19.0.99\n", PATH)
     assert f"{PATH}:1: ifconfig-push: the third argument" in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("line,meant", [
+    ("IROUTE 198.18.9.0 255.255.255.0", "iroute"), ("Disable", "disable"), ("PUSH-RESET", "push-reset"),
+    ("Ifconfig-Push 198.19.0.5 255.255.255.0", "ifconfig-push"), ("setenv opt DISABLE", "disable"),
+    ("VERIFY-CLIENT-CERT none", "verify-client-cert"),
+])
+def test_a_security_line_spelt_in_another_case_refuses_the_client(line, meant):
+    """compat47: names are matched exactly, as 2.6 (streq): `IROUTE` was applied here and is
+    unknown to 2.6, which skips it and lets the client in -- a `DISABLE` too. Refused, naming
+    the line and the spelling 2.6 takes."""
+    text = _refused(line)
+    assert f": OpenVPN 2.6 matches directive names exactly" in text and f"write `{meant}`" in text, text
+
+
+@pytest.mark.parametrize("line", ["PING 10", "Comp-Lzo no", "ROUTE 198.18.9.0 255.255.255.0", "SETENV opt disable",
+                                  "setenv OPT disable"])
+def test_another_line_spelt_in_another_case_is_skipped_as_26_skips_it(line, caplog):
+    """compat47: `PING 10` is unknown to 2.6 (skipped, the client connected); ours applied it."""
+    c = parse_ccd("# alice\n" + line + "\n", PATH)
+    assert [n for n, _, _ in c.skipped] == [2] and c.ping is None and c.comp is None and not c.disable

@@ -72,6 +72,11 @@ CASES = [
     ("client", "fragment 1400 bogus", False), ("server", "hash-size 0 0", False),
     ("client", "setenv opt tls-version-min 1.5", False),
     ("client", "ignore-unknown-option tls-version-min\ntls-version-min 1.5", False),
+    # Names are matched exactly, case included (options.c add_option: streq): compat47. Ours
+    # took `KEEPALIVE` as keepalive, where 2.6 refuses to start ("Unrecognized option").
+    ("client", "PERSIST-KEY", False), ("server", "Keepalive 10 60", False), ("server", "<CA>\nx\n</CA>", False),
+    ("client", "ignore-unknown-option frob\nFROB 1", False), ("client", "ignore-unknown-option FROB\nFROB 1", True),
+    ("client", "setenv opt PERSIST-KEY", True), ("client", "setenv OPT persist-key", True),
 ]
 
 # Lines we refuse and 2.6 takes, on purpose.

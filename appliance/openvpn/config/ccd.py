@@ -10,6 +10,7 @@ from ..errors import ConfigError
 from ..keymethod import PUSH_CONTROL_BYTE, refused_in_control_text
 from ..peernames import for_display
 from .ipv6 import network6, prefix6
+from .directives import case_variant
 from .lexer import lines
 from .model import CcdOptions, ConfigErrors
 
@@ -104,10 +105,22 @@ NUL_LINE = ("a NUL byte in the line: OpenVPN 2.6 reads a line only up to it (`di
 IFCONFIG_ALIAS = ("the third argument (the address the client is told, behind NAT: OpenVPN's alias) is not "
                   "supported; the client is refused rather than pushed its server-side address")
 
+CASE_VARIANT = ("OpenVPN 2.6 matches directive names exactly, so it skips this line as unknown and lets the "
+                "client in without it; refused rather than skipped, as it decides who connects or what it gets: "
+                "write `{meant}`")
+
 SKIPPED_UNKNOWN = ("skipped, the client connected without it, as OpenVPN 2.6 does (\"Unrecognized option "
                    "or missing or extra parameter(s)\")")
 SKIPPED_CONTEXT = ("not a per-client option: skipped, the client connected without it, as OpenVPN 2.6 does "
                    "(\"option cannot be used in this context\")")
+
+
+def _decides_access(name: str) -> bool:
+    """Whether a per-client line named `name` (spelled right) is one whose loss would let a client
+    in, or give it more, than the file says: the EXACT lines and the table's access set."""
+    from .table import TABLE
+    hit = TABLE.get(name)
+    return name in EXACT or (hit is not None and bool(hit.access))
 
 
 def _seconds(a: str) -> int | None:
@@ -166,11 +179,18 @@ def parse_ccd(text: str, path: str = "<ccd>") -> CcdOptions:
             # shuts out. Refused rather than read either way (the line names it).
             refuse(NUL_LINE, ln.number, for_display(ln.tokens[0].split("\0")[0]) or "(NUL)")
             continue
-        d, a = ln.tokens[0].lower(), ln.tokens[1:]
-        if d == "setenv" and len(a) >= 2 and a[0].lower() == "opt":
-            d, a = a[1].lower(), a[2:]          # 2.6 reads `setenv opt X ...` as X, a warning if unknown
+        d, a = ln.tokens[0], ln.tokens[1:]     # names exactly as spelled: 2.6 compares with streq
+        if d == "setenv" and len(a) >= 2 and a[0] == "opt":
+            d, a = a[1], a[2:]                  # 2.6 reads `setenv opt X ...` as X, a warning if unknown
         n = ln.number
         where = f"{path}:{n}"
+        meant = case_variant(d, _decides_access)
+        if meant is not None:
+            # `IROUTE`, `Disable`: unknown to 2.6, which skips the line and lets the client in
+            # without it -- a `DISABLE` would admit the client it was written to shut out.
+            # Refused like a malformed line of its kind (the EXACT set, the access set).
+            refuse(CASE_VARIANT.format(meant=meant), n, d)
+            continue
         if d in EXACT:
             why = _not_exact(d, a, ln.inline is not None)
             if why is not None:

@@ -74,7 +74,7 @@ def read_block(p: ParseState, d: str, inline: str) -> None:
             if ln.tokens is None:
                 p.err(ln.first_word or d, ln.error or "cannot parse", at)
                 continue
-            name, args = ln.tokens[0].lower(), ln.tokens[1:]
+            name, args = ln.tokens[0], ln.tokens[1:]     # exact, as 2.6's add_option
             if name in REFUSED_IN_BLOCK:
                 p.err(name, REFUSED_IN_BLOCK[name], at)
             elif name == "remote":

@@ -26,7 +26,7 @@ def _verb(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
 @reg.apply("ignore-unknown-option", why="later unknown directives with these names only get a note",
            used_by="parser", nargs=(1, None))
 def _ignore_unknown_option(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
-    p.ignore_unknown.update(x.lower() for x in a)
+    p.ignore_unknown.update(a)                  # exact names, as 2.6 compares them (streq)
     p.note(d, f"unknown directives named {' '.join(a)} below are ignored")
 
 
@@ -42,8 +42,8 @@ SETENV_SAFE_NAME_MAX = NAME_MAX
            "SERVER_POLL_TIMEOUT, PUSH_PEER_INFO, REMOTE_RANDOM_HOSTNAME and GENERIC_CONFIG as OpenVPN reads them",
            sets=("setenv",), used_by="pump", nargs=(1, None))
 def _setenv(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
-    if a[0].lower() == "opt" and len(a) > 1:
-        p.ignore_unknown.add(a[1].lower())
+    if a[0] == "opt" and len(a) > 1:            # exactly `opt`, as 2.6 (streq)
+        p.ignore_unknown.add(a[1])
         p.dispatch(a[1:], inline)
         return
     if len(a) > 2:

@@ -82,3 +82,20 @@ class Registry:
         """Each whitespace-separated name in `names` is accepted with a note saying `why`."""
         for n in names.split():
             self._add(Directive(n, Kind.NOOP, why, check, nargs, inline=inline))
+
+
+def case_variant(word: str, known: Callable[[str], bool]) -> str | None:
+    """The directive `word` names if OpenVPN matched names without case, when it is spelled
+    otherwise (`IROUTE` -> "iroute"), else None. OpenVPN 2.6 compares a line's first word with
+    each directive's name exactly (options.c add_option: streq), so `KEEPALIVE 10 60` is an
+    unknown option to it -- in a config file fatal, in a per-client file skipped; the callers
+    read it so too and use this only to say what was meant."""
+    low = word.lower()
+    return low if low != word and known(low) else None
+
+
+def case_hint(word: str, known: Callable[[str], bool]) -> str:
+    """The hint appended to an unknown directive's message when only its case is wrong."""
+    meant = case_variant(word, known)
+    return (f" (OpenVPN 2.6 matches directive names exactly, case included: write `{meant}`)"
+            if meant is not None else "")

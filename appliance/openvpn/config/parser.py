@@ -19,7 +19,7 @@ from typing import Callable
 
 from ..errors import ConfigError, Loc
 from ..peernames import to_bytes
-from .directives import Directive, Kind
+from .directives import Directive, Kind, case_hint
 from .cmdline import SOURCE as COMMAND_LINE
 from .lexer import lines
 from .model import ConfigErrors, Options, Remote
@@ -151,14 +151,14 @@ class ParseState:
 
     # -- dispatch
     def dispatch(self, tokens: list[str], inline: str | None) -> None:
-        d, a = tokens[0].lower(), tokens[1:]
+        d, a = tokens[0], tokens[1:]        # exactly as spelled: 2.6 matches names with streq
         self.seen.setdefault(d, self.line)
         entry = self.table.get(d)
         if entry is None:
             if d in self.ignore_unknown:
                 self.note(d, "unknown, ignored (ignore-unknown-option)")
             else:
-                self.err(d, "unknown or unsupported directive")
+                self.err(d, "unknown or unsupported directive" + case_hint(d, self.table.__contains__))
             return
         if inline is not None and not entry.inline:
             self.err(d, "unknown inline block")
@@ -208,7 +208,7 @@ class ParseState:
                 self.err(_as_text(ln.first_word), _as_text(ln.error or "cannot parse"))
                 continue
             tokens, inline = ln.tokens, ln.inline
-            if tokens[0].lower() not in BYTES_DIRECTIVES:
+            if tokens[0] not in BYTES_DIRECTIVES:
                 tokens, inline = [_as_text(t) for t in tokens], (_as_text(inline) if inline else inline)
             self.dispatch(tokens, inline)
 
