@@ -18,6 +18,7 @@ from typing import Callable
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
+from .catoi import atoi
 from .keys import digest_size
 
 PACKET_ID_LEN = 4
@@ -122,23 +123,41 @@ def is_supported(name: str) -> bool:
     return name.upper() in REGISTRY
 
 
+def announced(peer_info: dict[str, str]) -> list[str]:
+    """The data ciphers a client says it takes, as OpenVPN 2.6 reads them (ssl_ncp.c
+    tls_peer_ncp_list): its IV_CIPHERS list when it sends one (even empty), else AES-256-GCM and
+    AES-128-GCM for a 2.4 client (IV_NCP=2 or more), else none."""
+    if "IV_CIPHERS" in peer_info:
+        return [c for c in peer_info["IV_CIPHERS"].upper().split(":") if c]
+    if atoi(peer_info.get("IV_NCP", "")) >= 2:
+        return [spec.name for spec in REGISTRY.values() if spec.ncp2]
+    return []
+
+
 def choose(peer_info: dict[str, str], data_ciphers, fallback: str | None) -> str | None:
-    """The data cipher a server gives a client: the first of `data_ciphers` the client offers
-    (IV_CIPHERS), or that a 2.4 client (IV_NCP=2) takes; else `fallback` (data-ciphers-fallback);
-    else None. One place for the session's choice and a per-client file's check of it
+    """The data cipher a server gives a client: the first of `data_ciphers` the client announces
+    (`announced`); when it announces none, `fallback` (data-ciphers-fallback); else None -- the
+    client refused, as OpenVPN 2.6.14 refuses it (multi.c multi_client_set_protocol_options: a
+    client that named its ciphers gets no fallback it did not name: "No common cipher between
+    server and client"). One place for the session's choice and a per-client file's check of it
     (clientpush.py: a ccd `data-ciphers` / `cipher` line)."""
-    theirs = peer_info.get("IV_CIPHERS")
+    theirs = announced(peer_info)
+    if not theirs:
+        return fallback or None
+    for c in data_ciphers:
+        if c in theirs and is_supported(c):
+            return c
+    return None
+
+
+def no_common(peer_info: dict[str, str], data_ciphers) -> str:
+    """The log's reason for choose's None, in OpenVPN 2.6's words (multi.c)."""
+    theirs = announced(peer_info)
     if theirs:
-        offered = theirs.upper().split(":")
-        for c in data_ciphers:
-            if c in offered and is_supported(c):
-                return c
-    elif peer_info.get("IV_NCP") == "2":
-        for c in data_ciphers:
-            s = spec(c)
-            if s is not None and s.ncp2:
-                return c
-    return fallback or None
+        return (f"No common cipher between server and client. Server data-ciphers: '{':'.join(data_ciphers)}', "
+                f"client supported ciphers '{':'.join(theirs)}'")
+    return ("No NCP or OCC cipher data received from peer. Use --data-ciphers-fallback with the cipher the "
+            "client is using if you want to allow the client to connect")
 
 
 def names() -> list[str]:

@@ -17,6 +17,7 @@ import unicodedata
 from typing import TYPE_CHECKING
 
 from . import events as ev
+from . import ciphers
 from .ciphers import is_supported
 from .compression import STUB_PEER_INFO, pushed_compression
 from .errors import BadPacket, ClientRefused, PushDeferred, PushError, RemoteProtocolError
@@ -347,6 +348,7 @@ class ClientRole:
 CR_RESPONSES = 8
 
 # The reason OpenVPN 2.6 gives a client that force-tls-key-material-export refuses.
+NO_SHARED_CIPHER = "Data channel cipher negotiation failed (no shared cipher)"     # 2.6's words (multi.c)
 EKM_REQUIRED = ("Client incompatible with this server. Keying Material Exporters (RFC 5705) support missing. "
                 "Upgrade to a client that supports this feature (OpenVPN 2.6.0+).")
 
@@ -468,6 +470,14 @@ class ServerRole:
             s.peer_username = km.username
         if first:
             s.cipher = s._negotiate_cipher()
+            if s.cipher is None:
+                # As OpenVPN 2.6.14 (multi.c multi_client_set_protocol_options): AUTH_FAILED with
+                # its reason, the log saying both lists; no fallback for a client that named its
+                # ciphers (ours gave it data-ciphers-fallback, which it then refused to use).
+                s._count("no common data cipher")
+                self._auth_failed(ks, first, NO_SHARED_CIPHER,
+                                  why="PUSH: " + ciphers.no_common(s.peer_info, s.cfg.data_ciphers))
+                return
             proto = iv_proto(s.peer_info)
             s.ekm = s.cfg.server_ekm and bool(proto & IV_PROTO_TLS_KEY_EXPORT)
             if s.cfg.require_ekm and not s.ekm:

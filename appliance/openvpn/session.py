@@ -950,11 +950,10 @@ class Session(ControlChannel):
             self._fail(reason, restart=True, tls_error=True)      # a fresh connection verifies the server anew
 
     # ---- server side (kept here: the cipher registry work edits it in place)
-    def _negotiate_cipher(self) -> str:
-        c = ciphers.choose(self.peer_info, self.cfg.data_ciphers, self.cfg.data_ciphers_fallback)
-        if c is None:
-            raise RemoteProtocolError("no common data cipher with the client")
-        return c
+    def _negotiate_cipher(self) -> str | None:
+        """The client's data cipher, None when it has none in common with ours (the caller
+        refuses it as 2.6 does: roles.NO_SHARED_CIPHER)."""
+        return ciphers.choose(self.peer_info, self.cfg.data_ciphers, self.cfg.data_ciphers_fallback)
 
     # ---- keys
     def _key_block(self, ks: KeyState) -> bytes:

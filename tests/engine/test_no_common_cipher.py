@@ -1,0 +1,58 @@
+"""A client that names its data ciphers (IV_CIPHERS, or IV_NCP=2) and shares none with the
+server is refused as OpenVPN 2.6.14 refuses it (multi.c multi_client_set_protocol_options):
+AUTH_FAILED with "Data channel cipher negotiation failed (no shared cipher)", the server's log
+saying both lists; data-ciphers-fallback is for a client that names none (compat47). Before,
+ours gave such a client the fallback (which it then refused to use) or failed it with a TLS
+error and no word, so it retried for ever."""
+from __future__ import annotations
+
+import pytest
+
+from appliance.openvpn import events as ev
+from tests.engine.test_memory_link import Link, make_pair, pki, up  # noqa: F401 - pki: the fixture
+
+REASON = "Data channel cipher negotiation failed (no shared cipher)"
+
+
+def _run(pki, info: str, fallback: str | None, server_ciphers=("AES-256-GCM",)):
+    c, s, _ = make_pair(pki, cipher="AES-256-GCM")
+    c.role._peer_info = lambda: info
+    s.cfg.data_ciphers, s.cfg.data_ciphers_fallback = list(server_ciphers), fallback
+    Link(c, s).run(lambda: up(c, s) or s.closed or c.closed, max_time=30)
+    return c, s
+
+
+def _closed(sess) -> list[ev.SessionClosed]:
+    return [e for e in sess.events if isinstance(e, ev.SessionClosed)]
+
+
+V26 = "IV_VER=2.6.14\nIV_PROTO=990\n"
+
+
+@pytest.mark.parametrize("info,server_ciphers", [
+    (V26 + "IV_CIPHERS=CHACHA20-POLY1305\n", ["AES-256-GCM"]),
+    (V26 + "IV_CIPHERS=AES-128-GCM:CHACHA20-POLY1305\nIV_NCP=2\n", ["AES-256-GCM"]),   # IV_CIPHERS rules
+    ("IV_VER=2.4.12\nIV_PROTO=2\nIV_NCP=2\n", ["CHACHA20-POLY1305"]),          # 2.4: the two GCMs only
+])
+@pytest.mark.parametrize("fallback", [None, "AES-256-GCM", "CHACHA20-POLY1305"])
+def test_a_client_naming_no_cipher_of_ours_is_refused_with_26s_reason(pki, info, server_ciphers, fallback):
+    c, s = _run(pki, info, fallback, server_ciphers)
+    assert not up(c, s)
+    said = _closed(s)[0].reason
+    assert "No common cipher between server and client. Server data-ciphers: " in said, said
+    assert s.stats.get("no common data cipher") == 1
+    assert any(e.reason == f"AUTH_FAILED {REASON}" for e in _closed(c)), _closed(c)
+
+
+@pytest.mark.parametrize("info", ["IV_VER=2.3.18\nIV_PROTO=2\n", V26 + "IV_CIPHERS=\nIV_NCP=2\n"])
+def test_a_client_naming_no_ciphers_gets_the_fallback(pki, info):
+    """No IV_CIPHERS nor IV_NCP (2.3, or --enable-small), or an empty IV_CIPHERS (2.6 reads
+    that as naming none: tls_peer_ncp_list): data-ciphers-fallback, as 2.6."""
+    c, s = _run(pki, info, "AES-256-GCM")
+    assert up(c, s) and s.cipher == "AES-256-GCM"
+
+
+def test_a_client_naming_no_ciphers_without_a_fallback_is_refused(pki):
+    c, s = _run(pki, "IV_VER=2.3.18\nIV_PROTO=2\n", None)
+    assert not up(c, s) and "No NCP or OCC cipher data received from peer" in _closed(s)[0].reason
+    assert any(e.reason == f"AUTH_FAILED {REASON}" for e in _closed(c))
