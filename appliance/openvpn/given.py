@@ -30,6 +30,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .tls import TLS_VERSIONS, tls_version_min
+
 
 @dataclass(frozen=True)
 class Given:
@@ -93,9 +95,6 @@ def cipher_dropped(cipher: "str | None", cfg) -> Tightened | None:
                      "negotiated under them)")
 
 
-_TLS_ORDER = ("1.0", "1.1", "1.2", "1.3")
-
-
 def tls_version_out(version: "str | None", tls) -> Tightened | None:
     """Why a kept client's TLS version (`TLSv1.2`, its key's) is outside the reloaded config's
     tls-version-min/-max (`tls`, its TlsSettings), else None. Why (atk45): a reload raising
@@ -104,13 +103,13 @@ def tls_version_out(version: "str | None", tls) -> Tightened | None:
     # (OpenSSL names TLS 1.0 `TLSv1`: read as "1" it was no version, and a kept TLS 1.0 client
     # stayed past the very reload that retired it, review46d)
     have = "1.0" if version == "TLSv1" else (version or "").removeprefix("TLSv")
-    if have not in _TLS_ORDER:
+    if have not in TLS_VERSIONS:
         return None                         # no key with TLS, or a name we do not know: nothing to say
-    low = (tls.tls_version_min or "1.2").split()[0]
+    low = tls_version_min(tls)
     high = tls.tls_version_max
-    if low in _TLS_ORDER and _TLS_ORDER.index(have) < _TLS_ORDER.index(low):
+    if low in TLS_VERSIONS and TLS_VERSIONS.index(have) < TLS_VERSIONS.index(low):
         return Tightened(f"its TLS {have} is below the reload's tls-version-min {low}")
-    if high in _TLS_ORDER and _TLS_ORDER.index(have) > _TLS_ORDER.index(high):
+    if high in TLS_VERSIONS and TLS_VERSIONS.index(have) > TLS_VERSIONS.index(high):
         return Tightened(f"its TLS {have} is above the reload's tls-version-max {high}")
     return None
 

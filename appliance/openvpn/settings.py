@@ -30,7 +30,7 @@ from .serveraddressing import Addressing, server_addressing
 from .session import Role, SessionConfig
 from .crl import background_reader, capath_warning
 from .crl import checker as crl_checker
-from .tls import TlsSettings, check_offer, context_for, key_exchange_groups
+from .tls import DEFAULT_TLS_VERSION_MIN, TlsSettings, check_offer, context_for, key_exchange_groups
 
 
 def protection(opts: Options) -> str:
@@ -88,7 +88,7 @@ def tls_settings(opts: Options, is_server: bool, crl_reader: Callable | None = N
         remote_cert_tls=opts.remote_cert_tls, verify_x509_name=opts.verify_x509_name, ns_cert_type=opts.ns_cert_type,
         peer_fingerprints=list(opts.peer_fingerprint), remote_cert_eku=opts.remote_cert_eku,
         remote_cert_ku=None if opts.remote_cert_ku is None else list(opts.remote_cert_ku),
-        tls_version_min=opts.tls_version_min or "1.2", tls_version_max=opts.tls_version_max,
+        tls_version_min=opts.tls_version_min or DEFAULT_TLS_VERSION_MIN, tls_version_max=opts.tls_version_max,
         verify_client_cert=opts.verify_client_cert,
         crl=crl_checker(opts.crl_verify, opts.ca, crl_reader),     # either role: the peer's chain, as OpenVPN
         tls_cipher=opts.tls_cipher, tls_ciphersuites=opts.tls_ciphersuites,

@@ -57,6 +57,16 @@ def _give(buf) -> None:  # noqa: ANN001 - a cffi char[]
 
 _VERSIONS = {"1.0": SSL.TLS1_VERSION, "1.1": SSL.TLS1_1_VERSION, "1.2": SSL.TLS1_2_VERSION,
              "1.3": SSL.TLS1_3_VERSION}
+TLS_VERSIONS = tuple(_VERSIONS)             # lowest first
+# Without tls-version-min: TLS 1.2 (OpenVPN 2.6 takes 1.0 unless told otherwise; never offered here).
+DEFAULT_TLS_VERSION_MIN = "1.2"
+
+
+def tls_version_min(s: "TlsSettings") -> str:
+    """The lowest TLS version `s` lets a peer use ("1.2"; `or-highest`'s word dropped): the one
+    place the default is applied, for the context (_set_versions) and a reload's check of kept
+    clients (given.tls_version_out)."""
+    return (s.tls_version_min or DEFAULT_TLS_VERSION_MIN).split()[0]
 
 
 @dataclass
@@ -69,7 +79,7 @@ class TlsSettings:
     remote_cert_tls: str | None = None          # "server" | "client"
     verify_x509_name: tuple[str, str] | None = None
     peer_fingerprints: list[bytes] = field(default_factory=list)
-    tls_version_min: str | None = "1.2"
+    tls_version_min: str | None = DEFAULT_TLS_VERSION_MIN
     tls_version_max: str | None = None
     verify_client_cert: str = "require"         # server: require | optional | none
     remote_cert_eku: str | None = None          # remote-cert-eku: a name (as OpenSSL prints it) or dotted OID
@@ -377,7 +387,7 @@ def own_chain(store: crypto.X509Store, leaf: x509.Certificate) -> list[crypto.X5
 
 
 def _set_versions(ctx: SSL.Context, s: TlsSettings) -> None:
-    vmin = (s.tls_version_min or "1.2").split()[0]
+    vmin = tls_version_min(s)
     if vmin not in _VERSIONS:
         raise ConfigError(f"unsupported tls-version-min {vmin}")
     ctx.set_min_proto_version(_VERSIONS[vmin])

@@ -170,3 +170,17 @@ def test_refused_by_count_hands_a_shared_name_over_once_not_at_each_of_its_clien
     out = refused_by_count(recs, duplicate_cn=False, max_clients=1000, order=lambda r: r.n)
     assert set(out) == {id(r) for r in recs[:-1]}       # the newest of the name kept
     assert len(handed) == 400 and sum(handed) <= 400, sum(handed)
+
+
+def test_the_default_tls_minimum_is_one_decision_for_the_context_and_a_reload(monkeypatch):
+    """compat47: tls_version_out repeated tls.py's default minimum ("1.2"); both read
+    tls.tls_version_min now, so a changed default moves the context and a reload's verdict
+    on kept clients together (here: raised to 1.3, a kept TLS 1.2 client is told to restart)."""
+    from types import SimpleNamespace as NS
+    from appliance.openvpn import tls
+    from appliance.openvpn.given import tls_version_out
+    default = NS(tls_version_min=None, tls_version_max=None)
+    assert tls_version_out("TLSv1.1", default) is not None and tls_version_out("TLSv1.2", default) is None
+    monkeypatch.setattr(tls, "DEFAULT_TLS_VERSION_MIN", "1.3")
+    assert tls.tls_version_min(default) == "1.3"
+    assert "below the reload's tls-version-min 1.3" in tls_version_out("TLSv1.2", default)
