@@ -1182,7 +1182,9 @@ class Operations:
                 if isinstance(verdict, Given):
                     verdict = self._given_since(rec, verdict)
                 if s.established:
-                    verdict = cipher_dropped(s.cipher, fresh) or tls_version_out(self._tls_version(s), run.tls) \
+                    # (its ccd's cipher lines as given: a changed file restarts it anyway, `verdict`)
+                    verdict = cipher_dropped(s.cipher, fresh, s.peer_info, getattr(rec.given, "ccd", None)) \
+                        or tls_version_out(self._tls_version(s), run.tls) \
                         or verdict
                 if id(rec) in run.unpushed and run.st is not None:
                     # Before its push when the reload applied: past its handshake (and login) under

@@ -150,6 +150,21 @@ def choose(peer_info: dict[str, str], data_ciphers, fallback: str | None) -> str
     return None
 
 
+def client_choice(peer_info: dict[str, str], data_ciphers, fallback: str | None, ccd) -> "str | None | bool":
+    """The data cipher a client with `peer_info` is given by the server's `data_ciphers` and
+    `fallback` as its per-client lines (`ccd`, a CcdOptions or None) change them -- 2.6 reads
+    those lines before it chooses (multi.c: the ccd's data-ciphers / data-ciphers-fallback
+    replace the server's for that client) -- or False when the lines name no cipher (the
+    session's own negotiation stands). One rule for the connect's check (clientpush.py) and a
+    reload's verdict on kept clients (given.cipher_dropped)."""
+    names, fb = getattr(ccd, "data_ciphers", None), getattr(ccd, "fallback", None)
+    if names is None and fb is None:
+        return False
+    if fb is not None and (fb[1] or fallback):
+        fallback = fb[0]
+    return choose(peer_info, names if names is not None else data_ciphers, fallback)
+
+
 def no_common(peer_info: dict[str, str], data_ciphers) -> str:
     """The log's reason for choose's None, in OpenVPN 2.6's words (multi.c)."""
     theirs = announced(peer_info)

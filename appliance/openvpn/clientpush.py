@@ -461,14 +461,8 @@ class ClientPush:
                     raise ClientRefused(f"{where.get('comp', '')}: decompressing {comp} needs the Python "
                                         f"package {pkg}, which this installation lacks")
             s.comp = comp
-        names, fb = getattr(ccd, "data_ciphers", None), getattr(ccd, "fallback", None)
-        if names is None and fb is None:
-            return
-        fallback = s.cfg.data_ciphers_fallback
-        if fb is not None and (fb[1] or fallback):
-            fallback = fb[0]
-        want = ciphers.choose(s.peer_info, names if names is not None else s.cfg.data_ciphers, fallback)
-        if want != s.cipher:
+        want = ciphers.client_choice(s.peer_info, s.cfg.data_ciphers, s.cfg.data_ciphers_fallback, ccd)
+        if want is not False and want != s.cipher:
             raise ClientRefused(f"{where.get('cipher', '')}: would give this client the data cipher "
                                 f"{want or 'none (no common cipher)'}; its keys use {s.cipher} already, chosen "
                                 "before the file was read (a per-client cipher choice is not supported here)")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import ciphers
 from .tls import TLS_VERSIONS, tls_version_min
 
 
@@ -82,14 +83,27 @@ def tightened(was: tuple, now: tuple, only: str | None = None, credentials: bool
     return None
 
 
-def cipher_dropped(cipher: "str | None", cfg) -> Tightened | None:
+def cipher_dropped(cipher: "str | None", cfg, peer_info: "dict[str, str] | None" = None,
+                   ccd: object = None) -> Tightened | None:
     """Why a kept client's data cipher is one the reloaded config (`cfg`, its SessionConfig) would
-    not negotiate now -- neither in data-ciphers nor its data-ciphers-fallback -- else None. Why
-    (atk45): a renegotiation keeps the data cipher, so a reload that takes a cipher out (retiring
-    AES-128-CBC, a fallback for old clients) left the clients using it on it for good; at 2.6's
-    SIGHUP they reconnect and negotiate from the new list, or are refused. A Tightened reason:
-    told RESTART at once, never held off."""
-    if cipher is None or cipher in cfg.data_ciphers or cipher == cfg.data_ciphers_fallback:
+    not give it now -- neither in data-ciphers nor its data-ciphers-fallback, or, when its
+    per-client lines (`ccd`, what it was given) name ciphers, not what they choose under the
+    reload (ciphers.client_choice, as at its connect) -- else None. Why (atk45): a renegotiation
+    keeps the data cipher, so a reload that takes a cipher out (retiring AES-128-CBC, a fallback
+    for old clients) left the clients using it on it for good; at 2.6's SIGHUP they reconnect and
+    negotiate from the new list, or are refused. A client whose ccd says `data-ciphers
+    CHACHA20-POLY1305` is given that by 2.6 whatever the server's list (compat47: ours told it
+    RESTART when the reload took CHACHA20 out of the server's list). A Tightened reason: told
+    RESTART at once, never held off."""
+    if cipher is None:
+        return None
+    want = ciphers.client_choice(peer_info or {}, cfg.data_ciphers, cfg.data_ciphers_fallback, ccd)
+    if want is not False:
+        if want == cipher:
+            return None
+        return Tightened(f"its data cipher {cipher} is not what its client-config-dir lines choose under the "
+                         f"reload's data-ciphers ({want or 'none in common'})")
+    if cipher in cfg.data_ciphers or cipher == cfg.data_ciphers_fallback:
         return None
     return Tightened(f"its data cipher {cipher} is not among the reload's data-ciphers (a cipher it never "
                      "negotiated under them)")

@@ -412,3 +412,35 @@ def test_tls_version_min_raised_restarts_a_client_below_it(opki, tmp_path, caplo
     w.run_for(10)
     assert _alive(gw, "client0") == []
     assert _rec(gw, "client1") is old1 and old1.alive and not old1.session.restart_sent
+
+
+def test_a_ccd_cipher_the_reload_takes_out_of_the_servers_list_keeps_its_client(opki, tmp_path, caplog):
+    """compat47: client0's ccd file says `data-ciphers AES-128-GCM` (it offers that alone); the
+    reload takes AES-128-GCM out of the server's data-ciphers. 2.6 reads a ccd's data-ciphers
+    in place of the server's for that client (multi.c), so after its SIGHUP client0 is given
+    AES-128-GCM again; ours told it RESTART and then refused it. Now kept, as its connect's
+    check (ciphers.client_choice) would take that line under the new config. The same file with
+    `data-ciphers AES-256-GCM` (none it offers) is told RESTART."""
+    ccd = tmp_path / "ccd"
+    ccd.mkdir()
+    (ccd / "client0").write_text("data-ciphers AES-128-GCM\n")
+    conf = server_conf(opki, extra=f"client-config-dir {ccd}\ndata-ciphers AES-256-GCM:AES-128-GCM\n")
+    w = World()
+    gw, holder = w.add_reloadable_server(conf)
+    gw.st.ccd = ccd_loader(str(ccd))
+    w.add_client(client_conf(opki, "client0", extra="data-ciphers AES-128-GCM\n"))
+    w.add_client(client_conf(opki, "client1"))
+    assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
+    old0, old1 = _rec(gw, "client0"), _rec(gw, "client1")
+    assert (old0.session.cipher, old1.session.cipher) == ("AES-128-GCM", "AES-256-GCM")
+    holder["conf"] = conf.replace("AES-256-GCM:AES-128-GCM", "AES-256-GCM")
+    _reload_and_settle(w, gw, caplog)
+    w.run_for(10)
+    assert "its data cipher" not in caplog.text, caplog.text[-2000:]
+    assert _rec(gw, "client0") is old0 and old0.alive and not old0.session.restart_sent
+    assert _rec(gw, "client1") is old1 and old1.alive and not old1.session.restart_sent
+    # a file that would choose a cipher client0 does not offer: told RESTART, refused at its return
+    (ccd / "client0").write_text("data-ciphers AES-256-GCM\n")
+    _reload_and_settle(w, gw, caplog)
+    assert w.run(lambda: not old0.alive, max_time=10), caplog.text[-2000:]
+    assert _rec(gw, "client1") is old1 and old1.alive

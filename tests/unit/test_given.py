@@ -184,3 +184,18 @@ def test_the_default_tls_minimum_is_one_decision_for_the_context_and_a_reload(mo
     monkeypatch.setattr(tls, "DEFAULT_TLS_VERSION_MIN", "1.3")
     assert tls.tls_version_min(default) == "1.3"
     assert "below the reload's tls-version-min 1.3" in tls_version_out("TLSv1.2", default)
+
+
+def test_a_kept_clients_cipher_is_judged_with_its_ccd_lines_as_at_its_connect():
+    """compat47: a ccd `data-ciphers` replaces the server's list for its client in 2.6; a
+    reload taking the client's cipher out of the server's list alone does not change what the
+    client is given. ciphers.client_choice decides for both the connect and the reload."""
+    from types import SimpleNamespace as NS
+    from appliance.openvpn.given import cipher_dropped
+    cfg = NS(data_ciphers=["AES-256-GCM"], data_ciphers_fallback=None)
+    info = {"IV_CIPHERS": "AES-128-GCM:CHACHA20-POLY1305"}
+    assert cipher_dropped("AES-128-GCM", cfg, info, None) is not None          # no file: the server's list
+    assert cipher_dropped("AES-128-GCM", cfg, info, parse_ccd("data-ciphers AES-128-GCM\n")) is None
+    assert cipher_dropped("AES-128-GCM", cfg, info, parse_ccd("data-ciphers CHACHA20-POLY1305\n"))
+    assert cipher_dropped("AES-128-GCM", cfg, info, parse_ccd("data-ciphers AES-256-GCM\n"))   # none in common
+    assert cipher_dropped("AES-128-GCM", cfg, info, parse_ccd("push-reset\n")) is not None   # no cipher line
