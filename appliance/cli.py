@@ -244,7 +244,8 @@ def _host_observers(opts, args: argparse.Namespace) -> tuple:
     if args.status_interval is not None:
         from .lan.status_line import StatusLine
     if _host_dns(opts, args):
-        out.append(HostDns(opts.redirect_gateway, redirect_private=opts.redirect_private))
+        out.append(HostDns(opts.redirect_gateway, redirect_private=opts.redirect_private,
+                           redirect_lines=opts.redirect_lines))
     elif not args.no_dns and not opts.p2p:          # a point-to-point peer pushes no DNS
         log.info("host DNS: pushed DNS is not applied to this host's resolver (the profile has no "
                  "update-resolv-conf/update-systemd-resolved line; `run --dns` applies it)")

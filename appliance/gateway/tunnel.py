@@ -343,6 +343,7 @@ class TunnelNetwork(_TunAndRoutes):
         # remote_ip: a new server with the same push still needs its own host route
         key = (pushed.ifconfig, pushed.topology, tuple(pushed.routes), _flags(pushed.redirect_gateway),
                _flags(pushed.redirect_private), mtu,
+               tuple((gw, tuple(w)) for gw, w in getattr(pushed, "redirect_lines", ())),   # their order counts
                pushed.ifconfig_ipv6, tuple(pushed.routes_ipv6), remote_ip, pushed.block_ipv6, pushed.route_metric,
                pushed.route_gateway, getattr(pushed, "route_delay", None))
         if self._unchanged(key):

@@ -62,9 +62,11 @@ class HostDns:
 
     def __init__(self, redirect_gateway: list[str] | None = None,
                  backend: Callable[[], Backend] = choose_backend, threaded: bool = True,
-                 redirect_private: list[str] | None = None) -> None:
+                 redirect_private: list[str] | None = None,
+                 redirect_lines: "list[tuple[bool, list[str]]] | None" = None) -> None:
         self.redirect_gateway = redirect_gateway      # the profile's own, the pushed ones added to it
         self.redirect_private = redirect_private
+        self.redirect_lines = list(redirect_lines or ())  # the profile's lines in order (redirect_in_effect)
         self._make = backend
         self.backend: Backend | None = None
         self.errors = 0

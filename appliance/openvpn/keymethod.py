@@ -322,6 +322,8 @@ class PushedOptions:
     route_delay: tuple[int, int | None] | None = None   # route-delay (N, W or None): gateway/route_delay.py
     redirect_gateway: list[str] | None = None
     redirect_private: list[str] | None = None     # pushed redirect-private FLAGS (gateway/tunnel.py)
+    # both pushed directives' lines in push order, (is redirect-gateway, flags taken): compat47
+    redirect_lines: list[tuple[bool, list[str]]] = field(default_factory=list)
     dns: list[str] = field(default_factory=list)     # server addresses, both push forms, in use order
     dns_endpoints: list[tuple[str, int]] = field(default_factory=list)   # the same with their ports
     search_domains: list[str] = field(default_factory=list)   # `dns search-domains` (2.6 form)
@@ -600,6 +602,7 @@ def _take_option(p: PushedOptions, index: int, name: str, args: list[str], a: li
         # the first (atk45). profile_push.redirect_in_effect merges these with the profile's.
         field = name.replace("-", "_")
         setattr(p, field, added_line(getattr(p, field), taken))
+        p.redirect_lines.append((name == "redirect-gateway", list(taken)))
         if bad is not None:
             p.malformed.append(f"[PUSH-OPTIONS]:{index}: {_noted([f'unknown --{name} flag: {bad}'])} (the "
                                f"redirect taken with the flags before it: {_noted(taken) or 'none'})")

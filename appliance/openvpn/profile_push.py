@@ -58,22 +58,43 @@ def redirect_in_effect(opts, pushed) -> "tuple[set[str] | None, set[str] | None]
     Before (helper atk45), the server's redirect-gateway replaced the profile's: a profile's
     `redirect-gateway def1 ipv6` under a server's plain `redirect-gateway def1` sent all IPv6
     outside the tunnel, where Debian's 2.6.14 client routes it in (its `block-local` likewise)."""
-    lines = [(gw, flags) for gw, flags in ((True, getattr(opts, "redirect_gateway", None)),
-                                           (False, getattr(opts, "redirect_private", None)),
-                                           (True, getattr(pushed, "redirect_gateway", None)),
-                                           (False, getattr(pushed, "redirect_private", None)))
-             if flags is not None]
+    lines = _in_order(opts) + _in_order(pushed)
     if not lines:
         return None, None
-    on4 = reroute = False
-    for gw, flags in lines:
-        on4, reroute = True, reroute or gw
-        if "!ipv4" in flags:
-            on4 = reroute = False
-    merged = {f for _gw, flags in lines for f in flags if f != "!ipv4"}
-    if any(gw for gw, _flags in lines):
-        return merged | (set() if reroute else {"!ipv4"}), None
-    return None, merged | (set() if on4 else {"!ipv4"})
+    # 2.6's fold, line by line and word by word (options.c add_option): each line sets RG_ENABLE
+    # (redirect-gateway RG_REROUTE_GW too), each flag its bit, `!ipv4` clears both -- so the order
+    # of the two directives' lines counts: `redirect-gateway !ipv4` then `redirect-private` is
+    # redirect-private's (enabled, no reroute), the reverse is nothing on IPv4 (compat47: ours
+    # read the profile's redirect-gateway, its redirect-private, then the server's likewise).
+    # `ipv6` is another flag set (routes_ipv6), never cleared by `!ipv4`.
+    enable = reroute = False
+    flags: set[str] = set()
+    for gw, words in lines:
+        enable, reroute = True, reroute or gw
+        for w in words:
+            if w == "!ipv4":
+                enable = reroute = False
+            else:
+                flags.add(w)
+    if reroute:
+        return flags, None
+    if enable:
+        return None, flags
+    if any(gw for gw, _words in lines):
+        return flags | {"!ipv4"}, None
+    return None, flags | {"!ipv4"}
+
+
+def _in_order(o) -> "list[tuple[bool, list[str]]]":
+    """`o`'s redirect lines in reading order: its redirect_lines, or -- a stand-in without
+    them (the DNS tests', HostDns) -- its merged redirect-gateway line, then redirect-private's."""
+    if o is None:
+        return []
+    lines = getattr(o, "redirect_lines", None)
+    if lines:
+        return list(lines)
+    return [(gw, flags) for gw, flags in ((True, getattr(o, "redirect_gateway", None)),
+                                          (False, getattr(o, "redirect_private", None))) if flags is not None]
 
 
 def with_profile(opts: "Options", pushed: PushedOptions | None) -> PushedOptions | None:

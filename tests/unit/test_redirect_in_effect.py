@@ -43,6 +43,16 @@ def _opts(extra: str = ""):
     ("redirect-gateway ipv6 !ipv4\nredirect-gateway def1\n", "", {"def1", "ipv6"}, None, True),
     ("redirect-gateway def1\nredirect-gateway ipv6 !ipv4\n", "", {"def1", "ipv6", "!ipv4"}, None, False),
     ("redirect-private local\nredirect-private ipv6\n", "", None, {"local", "ipv6"}, True),
+    # compat47: the two directives' lines folded in their order, profile then push, word by word
+    # (options.c): `!ipv4` clears RG_ENABLE and RG_REROUTE_GW, a later line of either name sets
+    # RG_ENABLE again (redirect-private's without the reroute). Ours read every redirect-gateway
+    # line before any redirect-private one.
+    ("redirect-gateway def1 !ipv4\n", ",redirect-private local", None, {"def1", "local"}, True),
+    ("redirect-gateway !ipv4\nredirect-private local\n", "", None, {"local"}, True),
+    ("", ",redirect-gateway def1 !ipv4,redirect-private", None, {"def1"}, True),
+    ("", ",redirect-private local,redirect-gateway def1 !ipv4", {"local", "def1", "!ipv4"}, None, False),
+    ("redirect-private local\nredirect-gateway !ipv4 def1\n", "", {"local", "def1", "!ipv4"}, None, False),
+    ("redirect-gateway !ipv4 ipv6\n", ",redirect-private", None, {"ipv6"}, True),
 ])
 def test_flags_in_effect_and_the_up_variable(profile, push, rg, rp, did):
     opts, pushed = _opts(profile), parse_push_reply_untrusted(BASE + push)

@@ -405,7 +405,7 @@ def _tun_mtu_extra(p: ParseState, d: str, a: list[str], inline: str | None) -> N
 
 
 # ------------------------------------------------------------------ routes (client)
-@reg.apply("redirect-gateway", why="send all traffic through the tunnel", sets=("redirect_gateway",),
+@reg.apply("redirect-gateway", why="send all traffic through the tunnel", sets=("redirect_gateway", "redirect_lines"),
            used_by="client")
 def _redirect_gateway(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     """The flags as OpenVPN 2.6 takes them (options.c): an unknown one is an error there and
@@ -416,6 +416,7 @@ def _redirect_gateway(p: ParseState, d: str, a: list[str], inline: str | None) -
         p.err(d, f"unknown --redirect-gateway flag: {bad} (as OpenVPN 2.6; known: {', '.join(REDIRECT_FLAGS)})")
         return
     p.set("redirect_gateway", added_line(p.o.redirect_gateway, a))    # a second line adds (as 2.6)
+    p.set("redirect_lines", [*p.o.redirect_lines, (True, list(a))])   # the order, for redirect_in_effect
 
 
 @reg.apply("route", why="a route through the tunnel", sets=("route",), used_by="client", nargs=(1, 4),

@@ -109,7 +109,7 @@ reg.noop("route-ipv6-gateway", "on a tun device route-ipv6 routes go to the devi
 @reg.apply("redirect-private", why="client: the server's host route along the pre-tunnel default route, "
            "without redirecting the default route (`local`/`autolocal`: none when the server is on a local "
            "network; `ipv6`: IPv6 redirected; `block-local` as redirect-gateway's), as OpenVPN 2.6",
-           sets=("redirect_private",), used_by="client")
+           sets=("redirect_private", "redirect_lines"), used_by="client")
 def _redirect_private(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     bad = unknown_flag(a)
     if bad is not None:
@@ -119,6 +119,7 @@ def _redirect_private(p: ParseState, d: str, a: list[str], inline: str | None) -
         p.note(d, "redirect-gateway is also set: the two lines' flags are merged into one set, as OpenVPN 2.6 "
                "merges them (warning that this is not well supported)")
     p.set("redirect_private", added_line(p.o.redirect_private, a))    # a second line adds (as 2.6)
+    p.set("redirect_lines", [*p.o.redirect_lines, (False, list(a))])  # the order, for redirect_in_effect
 
 
 @reg.apply("max-packet-size", why="the largest packet OpenVPN 2.6 sends: `mssfix N mtu`, and N (154..2048) "

@@ -247,6 +247,9 @@ class Options:
     comp_flags: int = 0                          # OpenVPN 2.6's COMP_F_* as its parser leaves them (d_security.py)
     redirect_gateway: list[str] | None = None
     redirect_private: list[str] | None = None    # redirect-private FLAGS: the server's host route kept, no redirect
+    # Both directives' lines in file order, (is redirect-gateway, flags): 2.6 folds them into one
+    # flag set in that order (profile_push.redirect_in_effect), which the two lists above lose.
+    redirect_lines: list[tuple[bool, list[str]]] = field(default_factory=list)
     tls_mtu: int = 1250                          # max-packet-size: the largest control-channel packet
     route: list[Route] = field(default_factory=list)
     route_ipv6: list[Route6] = field(default_factory=list)   # a client's into its TUN; a server's into its TUN too
