@@ -77,7 +77,7 @@ from .mgmt_auth import ClientAuthWait
 from .mgmt_env import ENV_LINE_MAX, EnvBlock, env_lines  # noqa: F401 - ENV_LINE_MAX: its tests' import
 from .reload_admission import refused_by_count
 from .reload_reader import Outcome, ReloadReader
-from .server_files import load_server_settings
+from .server_files import INLINE_MAX, load_server_settings
 
 log = logging.getLogger("vpn-appliance")
 
@@ -148,6 +148,22 @@ def check_scripts(o) -> None:
             d = "auth-user-pass-verify" if field.startswith("auth") else field.replace("_", "-")
             path, line = o.source.get(field, (o.path, None))
             raise ConfigError("scripts run only with `script-security 2`", path, line, d)
+
+
+
+# A management client-auth block up to this many bytes is parsed on the loop (a few hundred
+# lines: under ~10 ms); a larger one by a worker. The same bound as a ccd file's (server_files).
+AUTH_BLOCK_INLINE_MAX = INLINE_MAX
+
+
+def _parsed_auth_block(text: str):
+    """A client-auth block's CcdOptions, or the ConfigError that refuses its client."""
+    try:
+        return parse_ccd(text, "<client-auth config>")
+    except ConfigError as e:
+        return e
+    except Exception as e:  # noqa: BLE001 - our bug (maybe in a worker): that client refused, saying so
+        return ConfigError(f"cannot parse it: {type(e).__name__}", "<client-auth config>")
 
 
 class ClientInfo:
@@ -259,6 +275,10 @@ class Operations:
         # (tests on a fake clock): its jobs run in the caller, at once.
         self.reload_reader: ReloadReader | None = None
         self.reload_inline = False
+        # A large management client-auth block's parser, made at the first such block (its own
+        # worker, so a reload's reading never waits behind one, nor one behind a reload): 100k
+        # iroute lines took ~4-9 s of parse_ccd on the loop, every client's packets waiting.
+        self.auth_block_reader: ReloadReader | None = None
         self._reload_busy = False                    # a reload being read (or its CRL), not applied yet
         self._reload_restart = False                 # ... for a SIGHUP: >UPDOWN:UP once it is applied
         # >BYTECOUNT_CLI (_bytecount): each client's link bytes at the last tick, when they last
@@ -392,6 +412,8 @@ class Operations:
             self.verify.close()
         if self.reload_reader is not None:
             self.reload_reader.close()          # a reading under way is dropped with the process
+        if self.auth_block_reader is not None:
+            self.auth_block_reader.close()
 
     # ---------------------------------------------------------------- timers
     def _write_status(self, rearm: bool = True) -> None:
@@ -1581,18 +1603,21 @@ class Operations:
     def _run_connect(self, rec, inf: ClientInfo) -> None:
         o = self.gw.opts
         if self.scripts is None or not o.client_connect:
-            ccd = None
-            if inf.mgmt_config:
-                try:
-                    ccd = parse_ccd("\n".join(inf.mgmt_config) + "\n", "<client-auth config>")
-                except ConfigError as e:
-                    self.gw.d.connect_result(rec, False, self.gw.clock(),
-                                             reason=f"client-auth gave options we cannot use: {e}")
-                    return
-                if ccd.disable:
-                    self.gw.d.connect_result(rec, False, self.gw.clock(), reason="client-auth: disable")
-                    return
-            self._admit(rec, inf, ccd)
+            if not inf.mgmt_config:
+                self._admit(rec, inf, None)
+                return
+            text = "\n".join(inf.mgmt_config) + "\n"
+            if len(text) <= AUTH_BLOCK_INLINE_MAX or self.reload_inline:
+                self._auth_block_parsed(rec, inf, _parsed_auth_block(text))
+                return
+            # A large block: parsed by a worker while the client waits for this verdict, as it
+            # waits for a client-connect script's (2.6 parses it on its one thread; ours stalled
+            # every client's packets for as long: compat47).
+            if self.auth_block_reader is None:
+                self.auth_block_reader = ReloadReader(name="auth-block")
+                self.gw.pump.watch(self.auth_block_reader, self.auth_block_reader.drain)
+            self.auth_block_reader.submit(lambda: _parsed_auth_block(text),
+                                          lambda outcome: self._auth_block_parsed(rec, inf, outcome.value()))
             return
         # client-auth's lines go after the script's (2.6: multi_client_connect_mda last), parsed
         # with them in the script's worker.
@@ -1656,6 +1681,12 @@ class Operations:
                     then(outcome)
                 except Exception:  # noqa: BLE001
                     self.gw.faults.internal("a reload")
+        if self.auth_block_reader is not None:
+            for then, outcome in self.auth_block_reader.take():
+                try:
+                    then(outcome)
+                except Exception:  # noqa: BLE001
+                    self.gw.faults.internal("a client-auth block's parse")
         if self.verify is not None:
             for key, ok, reason in self.verify.take_results():
                 try:
@@ -1669,6 +1700,19 @@ class Operations:
                 self._script_done(*result)
             except Exception:  # noqa: BLE001
                 self.gw.faults.internal("a script's verdict")
+
+    def _auth_block_parsed(self, rec, inf: ClientInfo, got) -> None:
+        """A client-auth block's lines are read (`got`: its CcdOptions, or the ConfigError
+        that refuses the client): the client let in with them, or refused -- if still waiting."""
+        if not rec.alive or rec.connect_state != "pending":
+            return                              # gone (or decided otherwise) while its block was parsed
+        if isinstance(got, ConfigError):
+            self.gw.d.connect_result(rec, False, self.gw.clock(), reason=f"client-auth gave options we cannot use: {got}")
+            return
+        if got.disable:
+            self.gw.d.connect_result(rec, False, self.gw.clock(), reason="client-auth: disable")
+            return
+        self._admit(rec, inf, got)
 
     def _admit(self, rec, inf: ClientInfo, ccd) -> None:
         """client-connect (or client-auth, or nothing) let `rec` in: its options applied, then

@@ -39,8 +39,8 @@ def _run(job: Callable[[], object]) -> Outcome:
 
 
 class ReloadReader(OffLoopWorkers):
-    def __init__(self, inline: bool = False) -> None:
-        super().__init__(inline, 1, "reload")
+    def __init__(self, inline: bool = False, name: str = "reload") -> None:
+        super().__init__(inline, 1, name)
         self.inline = inline
         self._done: deque = deque()
         self._lock = threading.Lock()
