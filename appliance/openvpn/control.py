@@ -47,6 +47,16 @@ _ACK_OP = int(Op.ACK_V1) << OPCODE_SHIFT      # the ACK's opcode byte, key id 0
 class ControlChannel:
     """Mixin of Session: the control-channel steps (see the module docstring)."""
 
+    # Session's state this mixin assigns, declared here with Session's types (set in
+    # Session.__init__) so a type checker -- and mypyc, which lays attributes out per class --
+    # sees one type for each, not the narrower one inferred from this mixin's own assignments.
+    peer_sid: bytes | None
+    peer_common_name: str | None
+    _locked_chain: tuple[bytes, ...] | None
+    _restart_of: tuple[str | None, tuple[bytes, ...] | None, str | None] | None
+    _ctl_deadline: float | None
+    _km_made: tuple | None
+
     def _receive_control(self, packet, now: float) -> None:
         refuse_undefined_sid_untrusted(packet)
         op_b, sender_sid, body = self.wrapper.unwrap_untrusted(bytes(packet), now)

@@ -30,6 +30,7 @@ class KeyedMac:
         name = digest.lower().replace("-", "")
         algo = _HASHES.get(name)
         self._sha = algo is not None
+        self._template: HMAC | hmac.HMAC
         if algo is not None:
             self._template = HMAC(bytes(key), algo())
             self.size = algo.digest_size

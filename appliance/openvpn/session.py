@@ -41,7 +41,7 @@ import secrets
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from . import events as ev
 from . import ciphers
@@ -66,6 +66,11 @@ PUSH_BUNDLE_SIZE = 1024     # OpenVPN's: the longest INFO_PRE it sends
 # Plain ints for the per-packet test in receive: comparing with IntEnum members costs ~0.2 us.
 _DATA_V1, _DATA_V2 = int(Op.DATA_V1), int(Op.DATA_V2)
 from .tls import TlsSettings, chain_or_depth0, context_for
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from .keymethod import PushedOptions
 
 __all__ = ["KS", "Role", "Session", "SessionConfig", "PUSH_REQUEST_INTERVAL"]
 
@@ -206,6 +211,7 @@ class Session(ControlChannel):
     def __init__(self, cfg: SessionConfig, now: float, tls_context=None) -> None:
         self.cfg = cfg
         self.is_client = cfg.role == Role.CLIENT
+        self.role: ClientRole | ServerRole      # p2p's roles subclass these
         if cfg.p2p:
             from .p2p import P2PClientRole, P2PServerRole      # p2p builds on roles.py
             self.role = P2PClientRole(self) if self.is_client else P2PServerRole(self)
@@ -227,7 +233,7 @@ class Session(ControlChannel):
         self.cipher: str | None = None
         self.ekm = False
         self.peer_id: int | None = cfg.peer_id
-        self.pushed = None                          # client: keymethod.PushedOptions once pushed
+        self.pushed: PushedOptions | None = None    # client: once pushed
         self.push_sent = False
         self.next_push_request: float | None = None
         self.repulls_left = 0               # client: PUSH_REQUESTs still to send on a new TLS session (roles.py)
@@ -916,7 +922,7 @@ class Session(ControlChannel):
         return ks
 
     @property
-    def peer_certificate(self):
+    def peer_certificate(self) -> x509.Certificate | None:
         """The peer's certificate (cryptography x509) from the newest key that completed TLS (kept
         past release: the disconnect notification and script still name the client by it)."""
         if self.final_counts is not None:

@@ -11,7 +11,7 @@ import contextlib
 import functools
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Callable, NoReturn
 
 from cryptography import x509
@@ -492,8 +492,8 @@ def _context_inputs(s: TlsSettings) -> tuple:
     """Every setting but `crl` (a checker object, new at each settings build, that build_context
     never reads; the CRL is checked in Python after the handshake), lists as tuples: equal
     inputs make an equal context."""
-    return tuple(tuple(v) if isinstance(v, list) else v
-                 for k, v in vars(s).items() if k != "crl")
+    values = (getattr(s, f.name) for f in fields(s) if f.name != "crl")   # fields(): no __dict__ needed
+    return tuple(tuple(v) if isinstance(v, list) else v for v in values)
 
 
 def context_for(s: TlsSettings) -> SSL.Context:
@@ -1135,7 +1135,7 @@ class TlsEndpoint:
     # tls-verify's hold (set per instance in __init__; here too for endpoints made without it)
     verify_chain: "tuple | None" = None
     _held_input = 0
-    _held_under = None
+    _held_under: Callable[..., tuple[bytes, ...] | None] | None = None
 
     def __init__(self, ctx: SSL.Context, settings: TlsSettings) -> None:
         self.settings = settings
@@ -1165,7 +1165,7 @@ class TlsEndpoint:
         # whole check (peer_rechecker: its CA store, then _check_peer), run at completion
         # instead of _check_peer alone. OpenSSL verified the chain with the CA store this TLS
         # session started with, and a CA the reload took out must not let it in.
-        self.verify_again = None
+        self.verify_again: Callable[..., tuple[bytes, ...] | None] | None = None   # peer_rechecker's check
         self._fed = False        # records arrived since the last read of application data
         # tls-verify (settings.hold_for_verdict): OpenSSL finished and our checks passed; the
         # chain waits for the command's verdict. Meanwhile the peer's certificate is nobody's
@@ -1177,7 +1177,7 @@ class TlsEndpoint:
         self._tell = True                       # a refusal sends REFUSAL_NOTICE (give_verdict)
         self._held_cert: x509.Certificate | None = None
         self._held_input = 0                    # bytes fed while held
-        self._held_under = None                 # verify_again when the hold began (a reload's since?)
+        self._held_under: Callable[..., tuple[bytes, ...] | None] | None = None   # verify_again when the hold began
         # Where feed() is in the peer's record stream (a record may be cut over control packets):
         self._rec_head = b""     # the start of a record header cut off at the end of a feed
         self._rec_skip = 0       # bytes of the current record's body still to come
@@ -1480,7 +1480,7 @@ class TlsEndpoint:
             out.append(_ffi.buffer(buf, r)[:])
         return b"".join(out)
 
-    def send_message(self, data: bytes) -> bytes:
+    def send_message(self, data: bytes | bytearray | memoryview) -> bytes:
         """Write one application message; returns TLS bytes to send. pyOpenSSL's contexts allow
         partial writes (a record at a time), so a long message takes several."""
         if type(data) is not bytes:
