@@ -12,6 +12,8 @@ addresses and routes with it.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import ipaddress
 import logging
@@ -49,7 +51,7 @@ class ServerTunnelNetwork:
         self.tun: TunDevice | None = None
 
     def spec(self, name: str) -> dict:
-        """What the child sets up, as plain data."""
+        """What configure() sets up, as plain data."""
         o, pool, pool6 = self.opts, self.pool, self.pool6
         s: dict = {"dev": name, "mtu": o.tun_mtu, "addr": None, "routes": [], "addr6": None, "routes6": []}
         if o.dev_type == "tap":
@@ -94,17 +96,18 @@ class ServerTunnelNetwork:
         if (cut := dev_name_cut(o, name, tun.name)) is not None:
             log.warning("%s", cut)
         spec = self.spec(tun.name)
-        why = configure_checked(spec)
+        there, why = configure_checked(spec)
         if why is not None:
             self.close()
-            raise PortGone(f"cannot configure the TUN device {name}: {why}")
+            # The device's own name (tun0), not the `dev` template (tun%d) it was made from.
+            raise PortGone(f"cannot configure the TUN device {tun.name}: {why}")
         if spec["addr6"]:
             log.info("TUN %s: IPv6 %s/%d", tun.name, *spec["addr6"])
         a = server_addressing(o)
         for net, plen, _metric in spec["routes"][len(a.routes) if a is not None else 0:]:     # (`server`'s own first)
-            log.info("route %s/%d dev %s", net, plen, tun.name)
+            _route_line("route", net, plen, tun.name, there)
         for net, plen, _metric in spec["routes6"]:
-            log.info("route-ipv6 %s/%d dev %s", net, plen, tun.name)
+            _route_line("route-ipv6", net, plen, tun.name, there)
         if tap:
             log.info("TAP %s up (layer 2), address %s%s", tun.name,
                      "%s/%d" % tuple(spec["addr"][:2]) if spec["addr"] else "none (a bridge port)",
@@ -132,31 +135,74 @@ class ServerTunnelNetwork:
             self.tun = None
 
 
-def configure_checked(spec: dict) -> str | None:
-    """`configure`; None, or why it failed (the server stops with it: PortGone)."""
+def _route_line(directive: str, net: str, plen: int, dev: str, there: list[tuple[str, int]]) -> None:
+    """The log line of one `route`/`route-ipv6` of the config: added, or left to the route the
+    kernel had already (`there`: EEXIST, the same network at the same metric -- another NIC's
+    connected network, a route someone added). OpenVPN 2.6 adds its own beside that one (and
+    takes its traffic); ours leaves it, and says so instead of a line saying it was added."""
+    if (net, plen) in there:
+        log.warning("%s %s/%d dev %s not added: the kernel routes that network at that metric already "
+                    "(`ip route show %s/%d`); that route is left as it is", directive, net, plen, dev, net, plen)
+    else:
+        log.info("%s %s/%d dev %s", directive, net, plen, dev)
+
+
+class SetupRefused(Exception):
+    """The kernel refused one step of the TUN's set-up; the message names the step and why."""
+
+
+@contextlib.contextmanager
+def _step(what: str, v6: bool = False):
+    """One set-up step: the kernel's refusal (NetlinkError, an OSError) as SetupRefused naming it.
+    Why: the server stops its start with this line, and "[Errno 22] Invalid argument" alone did not
+    say which of the addresses and routes (a config may have dozens of `route` lines) was refused."""
     try:
-        configure(spec)
-    except Exception as e:  # noqa: BLE001 - a netlink refusal, or an address it cannot take
-        return f"{type(e).__name__}: {e}"
-    return None
+        yield
+    except OSError as e:
+        why = e.strerror or str(e)
+        if e.errno == errno.EACCES and v6:        # the kernel's answer where IPv6 is switched off
+            why += " (IPv6 disabled on this host? sysctl net.ipv6.conf.all.disable_ipv6)"
+        raise SetupRefused(f"{what}: {why}") from e
 
 
-def configure(spec: dict) -> None:
-    """Addresses, MTU, link up and routes of the server's TUN (rtnetlink, appliance/tun/rtnl.py)."""
+def configure_checked(spec: dict) -> tuple[list[tuple[str, int]], str | None]:
+    """`configure`: (the routes the kernel had already, None), or ([], why it failed) -- the
+    server stops its start with that reason (PortGone)."""
+    try:
+        return configure(spec), None
+    except SetupRefused as e:
+        return [], str(e)
+    except Exception as e:  # noqa: BLE001 - the device gone (RuntimeError), an address it cannot take
+        return [], f"{type(e).__name__}: {e}"
+
+
+def configure(spec: dict) -> list[tuple[str, int]]:
+    """Addresses, MTU, link up and routes of the server's TUN (rtnetlink, appliance/tun/rtnl.py).
+    Returns the routes (network, prefix length) not added because the kernel had one to that
+    network at that metric (RouteSet.add: EEXIST is not ours to replace); SetupRefused naming the
+    step the kernel refused."""
     from ..router.links import add_address6, configure_tun, link_up, set_lladdr
     from ..router.routes import RouteSet
 
     dev = spec["dev"]
     if spec.get("lladdr"):
-        set_lladdr(dev, spec["lladdr"])             # before the link comes up
+        with _step(f"MAC address {spec['lladdr']} (lladdr)"):
+            set_lladdr(dev, spec["lladdr"])             # before the link comes up
     if spec["addr"]:
         addr, plen, peer = spec["addr"]
-        configure_tun(dev, addr, plen, spec["mtu"], peer=peer)
+        with _step(f"address {addr}" + (f" peer {peer}" if peer else f"/{plen}") + f" mtu {spec['mtu']}"):
+            configure_tun(dev, addr, plen, spec["mtu"], peer=peer)
     elif spec.get("link_up"):
-        link_up(dev, spec["mtu"])
+        with _step(f"link up, mtu {spec['mtu']}"):
+            link_up(dev, spec["mtu"])
     if spec["addr6"]:
-        add_address6(dev, spec["addr6"][0], spec["addr6"][1])
+        with _step(f"IPv6 address {spec['addr6'][0]}/{spec['addr6'][1]}", v6=True):
+            add_address6(dev, spec["addr6"][0], spec["addr6"][1])
     routes = RouteSet()
+    there: list[tuple[str, int]] = []
     for net, plen, metric in spec["routes"] + spec.get("routes6", []):
-        routes.add(net, plen, dev=dev, metric=metric)
-
+        what = f"route {net}/{plen} dev {dev}" + (f" metric {metric}" if metric is not None else "")
+        with _step(what, v6=":" in net):
+            if not routes.add(net, plen, dev=dev, metric=metric):
+                there.append((net, plen))
+    return there

@@ -1,14 +1,18 @@
 """The server's TUN set up in the server's own process (helper startup47; gateway/server_net.py)
-against the kernel, in test_rtnl.py's namespace: no child process, and what `ip` then shows
+against the kernel, in test_rtnl.py's namespace: no child process, what `ip` then shows, and its
+failure paths -- a step the kernel refuses stops the start naming that step and the device, with
+nothing left behind; a `route` to a network the kernel routes already is said, not claimed added
 (helper review47a)."""
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 
 import pytest
 
 from appliance.gateway.server_net import ServerTunnelNetwork
+from appliance.ioerrors import PortGone
 from appliance.openvpn.addresspool import AddressPool, AddressPool6
 from appliance.openvpn.config import Options
 from appliance.tun.rtnl import link_index
@@ -67,3 +71,54 @@ def test_the_server_sets_its_tun_up_in_its_own_process(inside, topology):
     finally:
         net.close()
     assert _gone(dev)
+
+
+def test_a_route_the_kernel_refuses_stops_the_start_naming_it(inside):
+    # Host bits outside the mask: the kernel's EINVAL (2.6 logs "ERROR: Linux route add command
+    # failed" and runs without the route; ours stops, as before, now naming the route).
+    net = _net(_opts(routes=[("198.18.47.0", "255.255.255.0", None, None), ("198.18.48.5", "255.255.255.0", None, None)]),
+               v6=True)
+    with pytest.raises(PortGone) as e:
+        net.open()
+    msg = str(e.value)
+    assert "route 198.18.48.5/24 dev tun" in msg and "Invalid argument" in msg, msg
+    assert "%d" not in msg.split(":")[0], msg          # the device's name, not the `dev` template
+    dev = msg.split("cannot configure the TUN device ", 1)[1].split(":", 1)[0]
+    assert _gone(dev), f"{dev} left behind half-configured"
+    assert net.tun is None
+
+
+def test_a_route_the_kernel_has_already_is_said_not_claimed(inside, caplog):
+    # The namespace's own connected network (test_rtnl.py's `wan`, 198.18.40.0/24, metric 0):
+    # EEXIST. Not taken over (2.6 adds its own beside it); the log says so.
+    net = _net(_opts(routes=[("198.18.40.0", "255.255.255.0", None, None), ("198.18.49.0", "255.255.255.0", None, None)]))
+    with caplog.at_level(logging.INFO, logger="vpn-appliance"):
+        tun = net.open()
+    try:
+        lines = [(r.levelno, r.getMessage()) for r in caplog.records]
+        assert (logging.INFO, f"route 198.18.49.0/24 dev {tun.name}") in lines, lines
+        assert (logging.INFO, f"route 198.18.40.0/24 dev {tun.name}") not in lines, lines
+        taken = [m for lvl, m in lines if lvl == logging.WARNING and m.startswith("route 198.18.40.0/24")]
+        assert taken and "not added" in taken[0], lines
+        assert "198.18.40.0/24" not in {r[0] for r in _routes(tun.name)}
+    finally:
+        net.close()
+
+
+def test_an_ipv6_address_the_kernel_refuses_says_why(inside):
+    # IPv6 switched off for new devices: the kernel's EACCES on the address (2.6: "Linux can't add
+    # IPv6 to interface tun0", fatal as ours).
+    knob = "/proc/sys/net/ipv6/conf/default/disable_ipv6"
+    with open(knob) as f:
+        before = f.read().strip()
+    with open(knob, "w") as f:
+        f.write("1")
+    try:
+        with pytest.raises(PortGone) as e:
+            _net(_opts(), v6=True).open()
+    finally:
+        with open(knob, "w") as f:
+            f.write(before)
+    msg = str(e.value)
+    assert "IPv6 address fd00:47::1/64: Permission denied (IPv6 disabled on this host?" in msg, msg
+    assert _gone(msg.split("cannot configure the TUN device ", 1)[1].split(":", 1)[0])
