@@ -6,9 +6,10 @@ with appliance/tun/rtnl.py (the stdlib's netlink socket, as the client's TUN). A
 `python -m appliance.gateway.server_net` child did this while it needed pyroute2 (~14 MB of
 resident memory and asyncio, kept out of the server process): that child re-imported the whole
 gateway and took ~0.2-0.25 s of a server's start (helper startup47, lab/startup_time.py); the
-server still never imports pyroute2 (tests/unit/test_server_imports.py). Nothing is left to undo
-at close: when the server closes the TUN the device goes away, and the kernel removes its
-addresses and routes with it.
+server still never imports pyroute2 (tests/unit/test_server_imports.py). Nothing is undone at
+close: when the server closes a TUN it made the device goes away, and the kernel removes its
+addresses and routes with it. A device made beforehand (`ip tuntap add`, `openvpn --mktun`)
+stays, and keeps them: 2.6 removes them at exit, ours does not yet (helper review47a).
 """
 from __future__ import annotations
 
