@@ -153,6 +153,7 @@ class StartupLab:
             ["ip", "netns", "exec", self.lab.cli.name, sys.executable, "-c", _PROBER, role, host, str(port),
              str(self.probe_cfg), str(self.probe_s), str(self.timeout_s), root],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        started: list[Proc] = []        # the measured process, stopped even when the round fails midway
         try:
             assert prober.stdout.readline().strip() == "armed", "prober did not start"
             (self.lab.tmp / "mgmt.sock").unlink(missing_ok=True)
@@ -161,6 +162,7 @@ class StartupLab:
             p = Proc(ns, [*_program(kind, self.baseline), str(cfg)], self.lab.tmp / f"{row}-{t0}.log")
             prober.stdin.write(f"{p.p.pid}\n")
             prober.stdin.flush()
+            started.append(p)
             log_ms, line = None, READY_LINE["ovpn" if kind == "ovpn" else role]
             while prober.poll() is None and time.monotonic_ns() - t0 < self.timeout_s * 1e9:
                 if log_ms is None and line in p.log():
@@ -180,6 +182,9 @@ class StartupLab:
                     "cpu_ms": round(int(out[1]) / 1e6, 1), "log_ms": round(log_ms, 1) if log_ms else None,
                     "load": round(load, 2)}
         finally:
+            for q in started:
+                if q.alive():
+                    q.stop_promptly()
             if prober.poll() is None:
                 prober.kill()
                 prober.wait(5)
