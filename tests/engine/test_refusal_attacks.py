@@ -13,7 +13,7 @@ from appliance.openvpn.server import AddressPool, ServerDispatcher, ServerSettin
 from appliance.openvpn.session import Role, SessionConfig
 from appliance.openvpn.tls import TlsSettings
 from tests.engine.test_refused_login_under_loss import _refused_with_reply_lost, _run, _server, _told_auth_failed
-from tests.engine.test_server_dispatcher import _kpem, _pem, _pump, _up
+from tests.engine.test_server_dispatcher import _icmp, _kpem, _pem, _pump, _up
 from tests.engine.test_server_dispatcher import pki  # noqa: F401 - the fixture
 from tests.engine.test_server_security import _mk_client
 
@@ -104,15 +104,11 @@ def test_the_default_connect_freq_initial_lets_no_flood_evict_a_remnant(pki):  #
     assert d.drop_counters().get(EVICTED) is None
 
 
-def test_a_refusal_at_renegotiation_whose_packet_was_lost_is_sent_again(pki):  # noqa: F811
-    """An established client refused at its renegotiation (its password no longer good: the
-    server checks it again, as 2.6 does without an auth-token) is told AUTH_FAILED on the new key
-    and forgotten. That datagram lost, nothing was sent again -- the remnant was kept only for
-    sessions not yet up -- and the client, its data going to a server that had forgotten it,
-    learnt of it only when its renegotiation timed out (hand-window, 60 s) and its next login
-    was refused. OpenVPN 2.6's server tells a client whose renegotiation failed authentication
-    the same way as at its first login (forward.c check_tls: TLSMP_KILL -> send_auth_failed ->
-    schedule_exit), so the remnant covers it too: heard within the hold."""
+def _refused_at_renegotiation(pki, deliver_refusal: bool):
+    """A client up at `addr`, its password changed, then refused at its renegotiation (10 s in):
+    (dispatcher, client, addr, its record, time of the refusal, datagrams of the refusal lost).
+    Without `deliver_refusal`, what the server sends from the refusal on is lost until the
+    caller's loop takes over (the pump stops the moment the server forgot the session)."""
     good = {"password": "right"}
     stls = TlsSettings(_pem(pki["ca"][0]), _pem(pki["server"][0]), _kpem(pki["server"][1]), True,
                        remote_cert_tls="client")
@@ -125,10 +121,11 @@ def test_a_refusal_at_renegotiation_whose_packet_was_lost_is_sent_again(pki):  #
     a = _mk_client(pki, pki["clients"][0], username="alice", password="right")
     _pump(d, [(a, addr)])
     assert _up(a)
+    rec = d.by_addr[addr]
     good["password"] = "changed"            # (an operator changed it; or a hostile client's guess)
-    t, refused_at, lost = 10.0, None, 0
+    t, lost = 10.0, 0
     a.renegotiate(t)
-    while t < 10.0 + REFUSAL_HOLD + 5 and not a.closed:
+    while t < 20.0 and not a.closed:
         d.handle_timer(t)
         a.handle_timer(t)
         for p in a.take_outgoing():
@@ -137,15 +134,65 @@ def test_a_refusal_at_renegotiation_whose_packet_was_lost_is_sent_again(pki):  #
         for p, to in d.take_outgoing():
             if to != addr:
                 continue
-            if gone and refused_at is None:
+            if gone and not deliver_refusal:
                 lost += 1                   # what the refusal sent, lost
             else:
                 a.receive(p, t)
-        if gone and refused_at is None:
-            refused_at = t
+        if gone:
+            return d, a, addr, rec, t, lost
         t += 0.25
-    assert refused_at is not None and lost, "the renegotiation was not refused (the case tests nothing)"
+    raise AssertionError("the renegotiation was not refused (the case tests nothing)")
+
+
+def test_a_refusal_at_renegotiation_whose_packet_was_lost_is_sent_again(pki):  # noqa: F811
+    """An established client refused at its renegotiation (its password no longer good: the
+    server checks it again, as 2.6 does without an auth-token) is told AUTH_FAILED on the new key
+    and forgotten. That datagram lost, nothing was sent again -- the remnant was kept only for
+    sessions not yet up -- and the client, its data going to a server that had forgotten it,
+    learnt of it only when its renegotiation timed out (hand-window, 60 s) and its next login
+    was refused. OpenVPN 2.6's server tells a client whose renegotiation failed authentication
+    the same way as at its first login (forward.c check_tls: TLSMP_KILL -> send_auth_failed ->
+    schedule_exit), so the remnant covers it too: heard within the hold."""
+    d, a, addr, _rec, refused_at, lost = _refused_at_renegotiation(pki, deliver_refusal=False)
+    assert lost, "nothing of the refusal was lost (the case tests nothing)"
+    t = refused_at + 0.25
+    while t < refused_at + REFUSAL_HOLD + 5 and not a.closed:
+        d.handle_timer(t)
+        a.handle_timer(t)
+        for p in a.take_outgoing():
+            d.receive(p, addr, t)
+        for p, to in d.take_outgoing():
+            if to == addr:
+                a.receive(p, t)
+        t += 0.25
     assert any("on renegotiation" in e.reason for r, e in d.events if isinstance(e, ev.SessionClosed))
     assert _told_auth_failed(a), (f"the client never heard AUTH_FAILED within {t - refused_at:.1f} s of its "
                                   "refusal at renegotiation: the lost datagram was not sent again")
     assert t - refused_at <= REFUSAL_HOLD
+
+
+def test_a_remnant_of_a_renegotiation_holds_nothing_of_the_client_and_passes_no_data(pki):  # noqa: F811
+    """helper review47b, attacking atk47's remnant for a client refused at its renegotiation: its
+    session had a data channel, a peer-id and a pool address. Those go at the refusal, not at the
+    end of the hold: the peer-id and the address are free at once; the client's data packets
+    after it (it goes on sending on key 0 until it hears AUTH_FAILED) are dropped and counted,
+    never handed to the TUN, and do not feed the remnant (nor spend its REFUSAL_READS); and the
+    same address and port logging in again within the hold gets a fresh session, not the remnant."""
+    d, a, addr, rec, t, lost = _refused_at_renegotiation(pki, deliver_refusal=False)
+    assert lost and d.refusals.get(addr) is not None, "no remnant: the case tests nothing"
+    vaddr = a.pushed.ifconfig[0]
+    assert rec.peer_id not in d.by_peer_id, "the refused client's peer-id is still held"
+    assert d.st.pool.is_free(vaddr), f"the refused client's pool address {vaddr} is still held"
+    assert not d.by_vaddr and not d.by_vaddr4
+    before = d.drop_counters().get("data for unknown peer-id", 0)
+    for i in range(40):
+        got, pts = d.receive(a.encrypt(_icmp(vaddr, "198.19.0.1")), addr, t + 0.01 * i)
+        assert got is None and not pts, "data of a refused client reached the TUN"
+    assert d.drop_counters().get("data for unknown peer-id", 0) - before == 40
+    r = d.refusals.get(addr)
+    assert r is not None and r.reads == 0, "the client's data was read by the remnant"
+    b = _mk_client(pki, pki["clients"][0], username="alice", password="changed")
+    _pump(d, [(b, addr)], now=t + 1.0)
+    assert d.refusals.get(addr) is None, "the remnant outlived a new session from its address"
+    new = d.by_addr[addr]
+    assert new is not rec and new.session.established and _up(b)
