@@ -312,7 +312,12 @@ class MemoryStreamSocket:
             self.peer.eof = True
 
     def close(self) -> None:
+        """As Linux: a close that leaves received bytes unread is an RST (tcp_close), and the peer
+        reads what it has already, then ECONNRESET; else the peer reads EOF after the rest."""
         if self.closed:
+            return
+        if self.inbox:
+            self.abort()
             return
         self.closed = True
         self.net.by_fd.pop(self.fd, None)
@@ -321,6 +326,7 @@ class MemoryStreamSocket:
 
     def abort(self) -> None:
         """Close with RST: the other end's next recv/send raises ECONNRESET."""
+        self.inbox.clear()
         self.close()
         if self.peer is not None:
             self.peer.reset = True

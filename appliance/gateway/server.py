@@ -38,6 +38,7 @@ from .slots import identity_of_cert
 from ..ioerrors import start_failed
 from .ports import Clock, DatagramPort, ListenerPort, PortGone, Ports, TunPort
 from .portshare import JournalDir, PortShare
+from .refused_streams import RefusedStreams
 
 if TYPE_CHECKING:
     from ..host.down_root import DownRoot
@@ -96,6 +97,8 @@ class ServerGateway(SignalWakes):
         self.udp: DatagramPort | None = None
         self.listener: ListenerPort | None = None
         self.conns: dict[StreamKey, TcpLink] = {}   # in accept order (the oldest is evicted first)
+        # Connections whose client was told AUTH_FAILED, let go slowly: gateway/refused_streams.py
+        self.refused_streams = RefusedStreams(self.pump, self.faults.count, clock)
         self.unestablished: dict[str, int] = {}      # source_group -> its connections without a handshake yet
         # How a password checker is made: here, and by a reload that adds auth-user-pass-verify
         # (tests make inline ones, checked in the caller's thread on a fake clock).
@@ -147,6 +150,7 @@ class ServerGateway(SignalWakes):
         try:
             for cid in list(self.conns):
                 self._close_conn(cid)
+            self.refused_streams.close_all()
             if self.portshare is not None:
                 self.portshare.close()        # every relay closed, its journal file removed
             self.ops.stop_notices()             # >UPDOWN:DOWN (unless a SIGHUP's is pending), >STATE EXITING
@@ -382,7 +386,8 @@ class ServerGateway(SignalWakes):
                     "pool leased": len(pool.leased) if pool is not None else 0})
         ops = self.ops
         out.update({"client infos": len(ops.info), "traffic books": len(ops.traffic.keys),
-                    "inactive checks": len(ops.inactive), "TCP streams": len(self.conns)})
+                    "inactive checks": len(ops.inactive), "TCP streams": len(self.conns),
+                    "refused TCP streams": len(self.refused_streams)})
         return out
 
     # ---------------------------------------------------------------- packets in
@@ -437,7 +442,8 @@ class ServerGateway(SignalWakes):
                 self.faults.count("TCP connection refused: too many without handshake from one address")
                 stream.close()
                 continue
-            if len(self.conns) >= self.max_conns and not self._evict_one():
+            if (len(self.conns) + len(self.refused_streams) >= self.max_conns
+                    and not self.refused_streams.close_oldest() and not self._evict_one()):
                 self.faults.count("TCP connection refused: too many connections")
                 stream.close()
                 continue
@@ -637,7 +643,7 @@ class ServerGateway(SignalWakes):
                 log.info("%s: %s", addr, why)
             self._close_conn(addr)
 
-    def _close_conn(self, key: StreamKey) -> None:
+    def _close_conn(self, key: StreamKey, refused: bool = False) -> None:
         """Close one TCP connection and forget it everywhere. Each step on its own guard, as the
         dispatcher's _forget: a bug of ours in one (the status books' stream_gone, the session's
         end) skipped the rest -- the socket stayed open and watched, the client connected to a
@@ -646,15 +652,16 @@ class ServerGateway(SignalWakes):
         self.conn_addrs.pop(key, None)
         self.sniffing.pop(key, None)
         self.pump.timers.cancel(("hand-window", key))
-        for step in self._close_steps(key, link):
+        for step in self._close_steps(key, link, refused):
             try:
                 step()
             except Exception:  # noqa: BLE001 - our bug in one step; the others still run
                 self.faults.internal("closing a client's connection")
 
-    def _close_steps(self, key: StreamKey, link: TcpLink | None) -> list:
+    def _close_steps(self, key: StreamKey, link: TcpLink | None, refused: bool = False) -> list:
         """The parts of _close_conn that call other objects (each may raise: see _close_conn);
-        the socket's own close last but one, so nothing after it can keep it open."""
+        the socket's own close last but one, so nothing after it can keep it open. `refused`:
+        the socket handed to refused_streams instead, which closes it within REFUSAL_HOLD s."""
         def counts() -> None:
             if key in self.established_conns:
                 self.established_conns.discard(key)
@@ -671,7 +678,14 @@ class ServerGateway(SignalWakes):
                     self.faults.count(k, v)
                 if link.t.stats.get("dropped"):
                     self.faults.count("TCP writes dropped (client not reading)", link.t.stats["dropped"])
-            steps += [unwatch, link.close, stats]
+            def let_go() -> None:
+                try:
+                    self.refused_streams.keep(key, link)
+                except Exception:
+                    link.close()            # our bug: the socket goes at once rather than never
+                    raise
+
+            steps += [unwatch, let_go if refused else link.close, stats]
         return steps
 
     def _one_less_unestablished(self, ip: str) -> None:
@@ -825,7 +839,9 @@ class ServerGateway(SignalWakes):
                 self.established_conns.add(key)
                 self._one_less_unestablished(key.ip)
             elif isinstance(e, ev.SessionClosed) and key in self.conns and self.d.record(key) is None:
-                self._close_conn(key)     # the connection's (only) session is over
+                # The connection's (only) session is over. Told AUTH_FAILED, the client gets time
+                # to read it before the socket goes (refused_streams.py).
+                self._close_conn(key, refused=rec.session.told_refused)
 
     def _check_password(self, rec, e: "ev.AuthRequested") -> None:
         """Hand the check to the worker; a refused one (rate, queue) fails the login at once."""

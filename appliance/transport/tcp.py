@@ -112,6 +112,11 @@ class TcpTransport:
             self.queue.popleft()
         return True
 
+    def shutdown_write(self) -> None:
+        """Our side done (FIN after what was sent); the peer's bytes may still be read. OSError
+        (the peer reset the connection meanwhile) for the caller."""
+        self.sock.shutdown(socket.SHUT_WR)
+
     def close(self) -> None:
         try:
             self.sock.close()

@@ -1,0 +1,112 @@
+"""TCP connections whose client was just told AUTH_FAILED, kept open a while so that it arrives.
+
+Why: the server closed such a connection in the wake-up that wrote AUTH_FAILED. Two ways that lost
+it (review47b, seen against Debian's 2.6.14 client refused at its renegotiation while its traffic
+flowed, its receiving side slower than ours: "Connection reset", a reconnect and another login, 3
+runs out of 3): what the socket had not taken yet (our queue, transport/tcp.py) went with the
+close; and Linux answers a close with unread received data -- the client's packets keep coming
+until it reads AUTH_FAILED -- with an RST at once, throwing away whatever of the refusal was still
+unsent or unacknowledged. OpenVPN 2.6 keeps a refused client's instance scheduled_exit_interval
+(5 s) after AUTH_FAILED (push.c send_auth_failed -> schedule_exit) and only then closes it.
+
+What is kept here is the socket, nothing of the session (it is gone from every book, as any
+refusal, in the same step; its own last bytes are all that is left): what is queued is written,
+then our side is shut (FIN after the refusal), and what the client sends is read and thrown
+away -- never handed to the dispatcher -- so that our close meets no unread data, until the client
+closes (it does once it has read AUTH_FAILED), or REFUSAL_HOLD s pass, whichever comes first.
+
+Bounded as the UDP remnants (openvpn/refusals.py): REFUSALS_MAX at once (the oldest closed first,
+counted), REFUSED_STREAM_READ bytes read from each (past it, no more reading: the client's sends
+stall in its own window until our close), and each counts against the server's connection cap
+(ServerGateway.max_conns: closed first when a new connection needs room).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Callable
+
+from ..openvpn.refusals import REFUSAL_HOLD, REFUSALS_MAX
+from ..transport.link import TcpLink
+
+# What one refused connection is read at most, thrown away (an honest client sends its last
+# data packets and acks until it reads AUTH_FAILED; a hostile one cannot make us read more).
+REFUSED_STREAM_READ = 1 << 20
+# Counters (the gateway's drop counters).
+EVICTED = "refused TCP connection closed early (too many refused at once, or no room)"
+DISCARDED = "bytes read and dropped from a refused TCP connection"
+
+
+class RefusedStreams:
+    """The refused connections being let go (module docstring), oldest first."""
+
+    def __init__(self, pump, count: Callable[..., None], clock: Callable[[], float]) -> None:
+        self.pump = pump
+        self.count = count          # Faults.count(reason, n=1)
+        self.clock = clock
+        self.by_key: OrderedDict[object, list] = OrderedDict()   # key -> [link, bytes left to read]
+
+    def __len__(self) -> int:
+        return len(self.by_key)
+
+    def keep(self, key, link: TcpLink) -> None:
+        """`link` (already out of the server's books and unwatched) stays open until its client
+        closes or REFUSAL_HOLD s pass."""
+        while len(self.by_key) >= REFUSALS_MAX:
+            self.close_oldest()
+        self.by_key[key] = [link, REFUSED_STREAM_READ]
+        self.pump.timers.arm(("refused-stream", key), self.clock() + REFUSAL_HOLD, lambda: self.close(key))
+        self._write(key)
+
+    def close_oldest(self) -> bool:
+        """Room for a new connection: the oldest refused one closed (counted). False if none."""
+        if not self.by_key:
+            return False
+        self.count(EVICTED)
+        self.close(next(iter(self.by_key)))
+        return True
+
+    def close(self, key) -> None:
+        got = self.by_key.pop(key, None)
+        self.pump.timers.cancel(("refused-stream", key))
+        if got is not None:
+            self.pump.unwatch(got[0])
+            got[0].close()
+
+    def close_all(self) -> None:
+        for key in list(self.by_key):
+            self.close(key)
+
+    def _watch(self, key, link: TcpLink, read: bool) -> None:
+        self.pump.interest(link, lambda: self._read(key), lambda: self._write(key), read, link.wants_write)
+
+    def _write(self, key) -> None:
+        """Write what is queued; once all is written, our side shut (the client reads EOF after
+        AUTH_FAILED, as from the close it got before)."""
+        got = self.by_key.get(key)
+        if got is None:
+            return
+        link = got[0]
+        try:
+            if link.flush():
+                link.t.shutdown_write()
+        except (ConnectionError, OSError):
+            self.close(key)                 # the client is gone: nothing more to deliver
+            return
+        self._watch(key, link, got[1] > 0)
+
+    def _read(self, key) -> None:
+        """The client's bytes, thrown away; its close (or a reset) ends the wait."""
+        got = self.by_key.get(key)
+        if got is None:
+            return
+        link = got[0]
+        try:
+            data = link.t.recv()
+        except (ConnectionError, OSError):
+            self.close(key)
+            return
+        if data:
+            got[1] -= len(data)
+            self.count(DISCARDED, len(data))
+            if got[1] <= 0:
+                self._watch(key, link, False)

@@ -1,0 +1,106 @@
+"""A TCP client told AUTH_FAILED gets the time to read it (helper review47b; gateway/refused_streams.py).
+
+The server closed a refused client's connection in the wake-up that wrote AUTH_FAILED: what the
+socket had not taken yet was lost with the close, and Linux's RST for a close with unread data
+threw away what was unsent. Debian's 2.6.14 client, refused at its renegotiation while its traffic
+flowed and its side slow to read, logged "Connection reset" and logged in again (3 runs of 3, lab:
+tests/interop/test_refused_login_loss_vs_openvpn.py). Here, in memory, the refused connection's
+client stops taking bytes (its window 0) from the moment its password is submitted for the check,
+and takes them again a moment later: the AUTH_FAILED must still reach it, on that connection.
+"""
+from __future__ import annotations
+
+from appliance.gateway import refused_streams
+from appliance.gateway.refused_streams import EVICTED
+from appliance.openvpn.passdb import hash_password
+from appliance.openvpn.refusals import REFUSAL_HOLD
+from tests.gateway.conftest import World, client_conf, server_conf
+
+PASSDB = f"alice:{hash_password('right')}\n"
+SERVER_EXTRA = "auth-user-pass-verify /mem/passdb passdb\n"
+CLIENT_EXTRA = "auth-user-pass\n"
+
+
+def _stall_at_the_check(w: World, times: int) -> list:
+    """The first `times` connections whose password goes to the check stop taking bytes from the
+    server then (the server's socket's window 0): what is written next waits in our queue. The
+    server-side sockets so stalled are returned (filled in as it happens)."""
+    gw, stalled = w.server, []
+    submit = gw.auth.submit
+
+    def stalling(tag, *a, **k):
+        if len(stalled) < times:
+            sock = gw.conns[tag[0].addr].t.sock
+            sock.window = 0
+            stalled.append(sock)
+        return submit(tag, *a, **k)
+    gw.auth.submit = stalling
+    return stalled
+
+
+def test_a_refusal_the_client_cannot_take_yet_still_reaches_it_on_that_connection(pki):
+    w = World()
+    gw = w.add_server(server_conf(pki, proto="tcp", extra=SERVER_EXTRA), PASSDB)
+    c = w.add_client(client_conf(pki, "client0", proto="tcp", extra=CLIENT_EXTRA), username="alice",
+                     password="wrong")
+    stalled = _stall_at_the_check(w, 1)
+    assert w.run(lambda: stalled and gw.auth.checked >= 1 and not gw.conns, max_time=30), \
+        "the wrong password was not refused (the case tests nothing)"
+    w.run_for(0.5)
+    assert c.result is None
+    stalled[0].window = 1 << 30                 # the client reads again
+    assert w.run(lambda: c.result is not None, max_time=30), "the client never ended"
+    assert c.result == 1 and gw.auth.checked == 1, (
+        f"the client logged in {gw.auth.checked} times: its AUTH_FAILED was lost with the connection")
+    assert w.run(lambda: stalled[0].closed, max_time=REFUSAL_HOLD + 1), "the refused connection outlived its hold"
+
+
+def test_refused_connections_are_bounded_and_closed_after_the_hold(pki, monkeypatch):
+    """Clients that never read their AUTH_FAILED (window 0 for good) nor close: at most
+    REFUSALS_MAX such connections at once (the oldest closed first, counted), each closed by
+    REFUSAL_HOLD; the server's books hold none of them."""
+    monkeypatch.setattr(refused_streams, "REFUSALS_MAX", 2)
+    w = World()
+    gw = w.add_server(server_conf(pki, proto="tcp", extra=SERVER_EXTRA), PASSDB)
+    for i in range(3):
+        w.add_client(client_conf(pki, f"client{i}", proto="tcp", extra=CLIENT_EXTRA + "connect-retry 300\n"),
+                     ip=f"198.18.0.{20 + i}", username="alice", password=f"guess{i}")
+    stalled = _stall_at_the_check(w, 3)
+    peak = [0]
+
+    def refused_all() -> bool:
+        live = {id(link.t.sock) for link in gw.conns.values()}       # not refused yet
+        peak[0] = max(peak[0], sum(not s.closed and id(s) not in live for s in stalled))
+        return gw.auth.checked >= 3 and not gw.conns
+    assert w.run(refused_all, max_time=30), "three wrong passwords were not refused"
+    assert len(stalled) == 3 and peak[0] == 2 and gw.faults.counts.get(EVICTED) == 1, (peak, gw.faults.counts)
+    assert not gw.d.by_addr and not gw.d.by_peer_id
+    assert w.run(lambda: all(s.closed for s in stalled), max_time=REFUSAL_HOLD + 1), \
+        "a refused connection outlived its hold"
+
+
+def test_a_refused_client_that_keeps_sending_is_read_a_bounded_amount(pki):
+    """After its refusal the connection is read only to let our close meet no unread data; a
+    client that keeps sending (not reading its AUTH_FAILED) is read REFUSED_STREAM_READ bytes at
+    most, thrown away and counted, then left to stall until the hold ends: no busy loop, nothing
+    of it reaches the server's books."""
+    w = World()
+    gw = w.add_server(server_conf(pki, proto="tcp", extra=SERVER_EXTRA), PASSDB)
+    w.add_client(client_conf(pki, "client0", proto="tcp", extra=CLIENT_EXTRA + "connect-retry 300\n"),
+                 username="alice", password="wrong")
+    stalled = _stall_at_the_check(w, 1)
+    assert w.run(lambda: stalled and gw.auth.checked >= 1 and not gw.conns, max_time=30)
+    client_end = stalled[0].peer
+    junk = bytes(64 << 10)
+    for _ in range(3 * refused_streams.REFUSED_STREAM_READ // len(junk)):
+        client_end.send(junk)
+    steps = [0]
+
+    def held() -> bool:
+        steps[0] += 1
+        return stalled[0].closed
+    assert w.run(held, max_time=REFUSAL_HOLD + 1), "the refused connection outlived its hold"
+    read = gw.faults.counts.get(refused_streams.DISCARDED, 0)
+    assert refused_streams.REFUSED_STREAM_READ <= read < refused_streams.REFUSED_STREAM_READ + len(junk) * 5, read
+    assert steps[0] < 2000, f"{steps[0]} wake-ups for one refused connection over its hold"
+    assert not gw.d.by_addr and gw.d.drop_counters().get("packet on a TCP connection whose session ended") is None
