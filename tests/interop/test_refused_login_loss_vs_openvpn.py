@@ -1,5 +1,6 @@
 """A refused login's AUTH_FAILED survives a lost datagram, against Debian's OpenVPN 2.6 client
-(flaky45; in memory, with the cases: tests/engine/test_refused_login_under_loss.py).
+(flaky45; in memory, with the cases: tests/engine/test_refused_login_under_loss.py; over TCP, review47b:
+tests/gateway/test_refused_tcp_stream.py).
 
 Our server refused a login by sending its key-method message and AUTH_FAILED once and forgetting
 the session in the same step; when that datagram was lost, Debian's client heard nothing more and
@@ -140,6 +141,62 @@ def test_a_renegotiation_refused_whose_first_datagram_is_lost_still_ends_openvpn
         assert _dropped(lab.srv) == 1, "the rule dropped nothing: this proved nothing"
         assert srv.wait_for("on renegotiation", 10), srv.log()[-3000:]
         print(f"renegotiation refused, first datagram dropped: Debian's client ended {took:.1f} s after the verdict")
+        for p in reversed(procs):
+            p.stop_promptly(8)
+        procs.clear()
+
+
+# The client's side reads the server's segments slowly (nftables drops past a rate, TCP resends):
+# the server's writes queue up behind the client, as over a slow link.
+SLOW_READER = """table inet review47b {
+  chain in {
+    type filter hook input priority 0; policy accept;
+    tcp sport 1194 limit rate over 100 kbytes/second drop
+  }
+}
+"""
+
+
+def test_a_tcp_renegotiation_refused_while_traffic_flows_ends_openvpns_client(tmp_path, procs):
+    """helper review47b: over TCP the server closed the refused client's connection in the wake-up
+    that wrote AUTH_FAILED. An established client refused at its renegotiation while its traffic
+    flows, its side slow to read: the close met the client's unread packets, so Linux sent an RST
+    at once and threw away the unsent AUTH_FAILED; Debian's client logged "Connection reset",
+    reconnected and logged in again (3 runs of 3). Now the connection stays until the client
+    closes it (REFUSAL_HOLD s at most: gateway/refused_streams.py), as 2.6's schedule_exit."""
+    with Lab(tmp=tmp_path) as lab:
+        out, mark = lab.tmp / "control-file-name", lab.tmp / "first-login-passed"
+        script = lab.write("pass-then-pending.sh", PASS_THEN_PENDING.format(out=out, mark=mark))
+        script.chmod(0o755)
+        conf = server_config(lab.pki, "tcp", reneg_sec=4,
+                             extra=f"auth-user-pass-verify {script} via-file\nscript-security 3\ntmp-dir {lab.tmp}\n")
+        srv = lab.ours(lab.srv, conf, "srv-tcp-reneg-refused", pattern=r"listening on TCP")
+        procs.append(srv)
+        creds = lab.write("creds.txt", "alice\nany\n")
+        cli = lab.openvpn(lab.cli, client_profile(lab.pki, "tcp", extra=f"auth-user-pass {creds}\nauth-retry none\n"
+                                                                        "connect-retry 1\n"),
+                          "cli-tcp-reneg-refused", wait=0)
+        procs.append(cli)
+        assert cli.wait_for("Initialization Sequence Completed", 30), cli.log()[-3000:]
+        lab.cli.run(f"nft -f - <<'EOF'\n{SLOW_READER}EOF")
+        flood = lab.start(lab.srv, ["ping", "-f", "-q", "-l", "30", "-s", "1300", "198.19.0.2"], "flood")
+        procs.append(flood)
+        deadline = time.monotonic() + 30
+        while not out.exists() and time.monotonic() < deadline and cli.alive():
+            time.sleep(0.1)
+        assert out.exists(), f"no renegotiation's check: {srv.log()[-2000:]}\n{cli.log()[-2000:]}"
+        t0 = time.monotonic()
+        Path(out.read_text().strip()).write_text("0\n")
+        rc = cli.exit_within(15)
+        took = time.monotonic() - t0
+        after = cli.log().split("Initialization Sequence Completed", 1)[1]
+        assert rc is not None and "AUTH_FAILED" in after, (
+            f"Debian's client did not end on AUTH_FAILED within {took:.1f} s of its renegotiation's refusal "
+            f"(reconnections: {after.count('Attempting to establish TCP')})\n{after[-3000:]}")
+        assert "Connection reset" not in after, after[-3000:]
+        assert srv.wait_for("on renegotiation", 10), srv.log()[-3000:]
+        print(f"TCP renegotiation refused under traffic to a slow reader: Debian's client ended {took:.1f} s "
+              "after the verdict, on AUTH_FAILED")
         for p in reversed(procs):
             p.stop_promptly(8)
         procs.clear()
