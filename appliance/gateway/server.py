@@ -558,7 +558,7 @@ class ServerGateway(SignalWakes):
                 if key in closed:
                     # Its one session is over: so is the connection, but only after its last
                     # word (AUTH_FAILED, the ACKs) is written: _drain_events closes it, after
-                    # _flush_sends. Closed here at once, that was lost, and a client refused
+                    # _flush_sends (told AUTH_FAILED: once the client closes, refused_streams.py). Closed here at once, that was lost, and a client refused
                     # in-band reconnected for ever instead of stopping. Nothing more is read
                     # from it meanwhile (the dispatcher drops what a closed stream sends).
                     self.d.end_batch(now)

@@ -24,8 +24,9 @@ _create_session); all dropped when the server stops or reloads. One holds 2.3 KB
 with no tls-auth (lab/refusal_memory.py).
 
 TCP needs none of this: the stream carries AUTH_FAILED reliably (the kernel retransmits what is
-lost), and the connection is closed after what was written to it, so the dispatcher never makes
-one for a TCP session (server.py _collect).
+lost), so the dispatcher never makes one for a TCP session (server.py _collect). The connection
+itself is kept until the client closes it, REFUSAL_HOLD s at most, for the same reason as 2.6's
+schedule_exit: a close at once lost what was not sent yet (gateway/refused_streams.py, review47b).
 """
 from __future__ import annotations
 
