@@ -18,7 +18,7 @@ from typing import Callable
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
-from .catoi import atoi
+from .keymethod import peer_info_int
 from .keys import digest_size
 
 PACKET_ID_LEN = 4
@@ -129,7 +129,7 @@ def announced(peer_info: dict[str, str]) -> list[str]:
     AES-128-GCM for a 2.4 client (IV_NCP=2 or more), else none."""
     if "IV_CIPHERS" in peer_info:
         return [c for c in peer_info["IV_CIPHERS"].upper().split(":") if c]
-    if atoi(peer_info.get("IV_NCP", "")) >= 2:
+    if peer_info_int(peer_info, "IV_NCP") >= 2:        # the one reader of peer-info numbers
         return [spec.name for spec in REGISTRY.values() if spec.ncp2]
     return []
 

@@ -60,3 +60,21 @@ def test_registry_entries_are_consistent():
         assert s.key_len in (16, 24, 32)
     assert set(ciphers.DEFAULT_DATA_CIPHERS) <= set(ciphers.REGISTRY)
     assert ciphers.MAX_OVERHEAD == max(ciphers.overhead(n, "SHA512", True) for n in ciphers.REGISTRY)
+
+
+@pytest.mark.parametrize(("peer_info", "want"), [
+    # 2.6.14's tls_peer_ncp_list: without IV_CIPHERS, IV_NCP read with sscanf "%d", >= 2: AES-GCM.
+    ("IV_NCP=2", "AES-256-GCM"),
+    ("IV_NCP=3", "AES-256-GCM"),
+    ("IV_NCP=2x", "AES-256-GCM"),
+    ("IV_NCP=1", "FALLBACK"),
+    ("IV_NCP=-2", "FALLBACK"),
+    ("IV_NCP=4294967298", "AES-256-GCM"),      # a C int's 32 bits: 2
+    # An IV_CIPHERS line, even empty, is the client's list: IV_NCP is not read then.
+    ("IV_CIPHERS=\nIV_NCP=2", "FALLBACK"),
+    ("IV_CIPHERS=CHACHA20-POLY1305\nIV_NCP=2", "CHACHA20-POLY1305"),
+])
+def test_a_clients_cipher_is_chosen_as_openvpn_2_6_reads_its_peer_info(peer_info, want):
+    from appliance.openvpn.keymethod import KeyMethod2
+    info = KeyMethod2(b"r" * 32, b"s" * 32, "V4", peer_info=peer_info + "\n").peer_info_dict()
+    assert ciphers.choose(info, ["AES-256-GCM", "CHACHA20-POLY1305"], "FALLBACK") == want
