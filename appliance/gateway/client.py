@@ -19,6 +19,7 @@ import random
 import signal
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Callable, Protocol
 
 from ..openvpn import ciphers
@@ -228,49 +229,54 @@ class ClientGateway(SignalWakes):
                            self._cleanup)
 
     def _cleanup(self) -> None:
-        self._logs.write()
+        """What run_gateway runs at the end: each step under its own guard (Faults.each), in
+        this order. Why: the first steps (the held log lines, the resolver's, tls-verify's and
+        the scripts' workers) ran outside any guard, so a bug of ours in one -- or a MemoryError
+        on a host out of memory -- skipped the rest: the host kept our routes (those to the
+        server outlive the TUN), the DNS and the down script never ran."""
+        self.faults.each("the clean-up at exit", [
+            self._logs.write, self._close_resolver, self._close_workers,
+            lambda: self.updown.down_notice(self.mgmt),
+            lambda: self.scripts is not None and self.scripts.before_routes_go(self._exit_why),
+            self._close_mgmt, self._close_conn, self._close_watchers,
+            *(partial(self._close_observer, o) for o in self.observers),
+            self.net.close,                     # the routes, the TUN
+            self.updown.down_run,
+            lambda: self.scripts is not None and self.scripts.after_device_went(self._exit_why)])
+
+    def _close_resolver(self) -> None:
         if self._resolver is not None:
             self.pump.unwatch(self._resolver)
             self._resolver.close()
-        if self.verify is not None:
-            if not self.verify.inline:
-                self.pump.unwatch(self.verify)
-            self.verify.close()
-        if self.scripts is not None:
-            if not self.scripts.runner.inline:
-                self.pump.unwatch(self.scripts.runner)
-            self.scripts.runner.close()         # an up still running is killed: the end is here
+
+    def _close_workers(self) -> None:
+        """tls-verify's and the scripts' workers off the loop (an up still running is killed:
+        the end is here)."""
+        for w in (self.verify, self.scripts.runner if self.scripts is not None else None):
+            if w is not None:
+                if not w.inline:
+                    self.pump.unwatch(w)
+                w.close()
+
+    def _close_mgmt(self) -> None:
+        if self.mgmt is not None:
+            self.mgmt.state("EXITING", self._exit_why)
+            self.mgmt.close()
+
+    def _close_watchers(self) -> None:
+        if self._route_keeper is not None:
+            self._route_keeper.close()
+            self._route_keeper = None
+        if self._addr_watch is not None:
+            self.pump.unwatch(self._addr_watch)
+            self._addr_watch.close()
+            self._addr_watch = None
+
+    def _close_observer(self, o: TunnelObserver) -> None:
         try:
-            self.updown.down_notice(self.mgmt)
-            if self.scripts is not None:
-                self.scripts.before_routes_go(self._exit_why)
-            if self.mgmt is not None:
-                self.mgmt.state("EXITING", self._exit_why)
-                self.mgmt.close()
-            self._close_conn()
-            if self._route_keeper is not None:
-                self._route_keeper.close()
-                self._route_keeper = None
-            if self._addr_watch is not None:
-                self.pump.unwatch(self._addr_watch)
-                self._addr_watch.close()
-                self._addr_watch = None
-        finally:
-            try:
-                for o in self.observers:
-                    try:
-                        o.close()
-                    except Exception as e:  # noqa: BLE001 - each observer undoes its own part
-                        self.faults.internal_exc(f"closing {type(o).__name__}", e)
-            finally:
-                try:
-                    self.net.close()
-                finally:
-                    try:
-                        self.updown.down_run()
-                    finally:
-                        if self.scripts is not None:
-                            self.scripts.after_device_went(self._exit_why)
+            o.close()
+        except Exception as e:  # noqa: BLE001 - each observer undoes its own part
+            self.faults.internal_exc(f"closing {type(o).__name__}", e)
 
     # ---------------------------------------------------------------- observers
     def _counters(self) -> ClientCounters:

@@ -225,6 +225,17 @@ class Faults:
         if n <= 5 or n % 1000 == 0:
             log.error("internal error in %s (%d so far)", where, n, exc_info=exc)
 
+    def each(self, where: str, steps: "list[Callable[[], object]]") -> None:
+        """Every step run, in order, each under its own guard: a bug of ours in one (even a
+        MemoryError) is counted as an internal error and the others still run. For clean-ups
+        whose later steps give back what the host lent (routes, DNS, the TUN): a bug in an
+        early one must not keep them."""
+        for step in steps:
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - our bug in one step; the others still run
+                self.internal(where)
+
     def maybe_log(self, now: float, extra: dict[str, int] | None = None, final: bool = False,
                   title: str | None = None) -> None:
         if not final and now < self._next_log:
