@@ -788,29 +788,36 @@ class ServerGateway(SignalWakes):
             self.faults.internal("ending a client session")
 
     def _flush_sends(self) -> None:
+        """This wake-up's datagrams out, address by address, and the queue emptied whatever
+        happens on the way. Why the `finally`: a send that raised (our bug, a MemoryError) left
+        the whole queue for the next wake-up, which sent the addresses before it again (their
+        clients saw replays) -- and, were it to keep raising, at every wake-up while the queue
+        grew. What had not gone out is lost with it, as a datagram on the way."""
         sends = self.sends
-        for p, a in self.d.take_outgoing():
-            sends.setdefault(a, []).append(p)
-        if not sends:
-            return
-        if self.udp is not None:
-            send = self.udp.send_batch
-            for a, ps in sends.items():
-                send(ps, a)
-        else:
-            for cid, ps in sends.items():
-                link = self.conns.get(cid)
-                if link is None:
-                    continue
-                try:
-                    link.send_packets(ps)
-                except (ConnectionError, OSError) as e:
-                    log.info("%s: %s", cid, e)
-                    self._end_peer(cid)
-                    continue
-                if link.wants_write:
-                    self.pump.want_write(link, True, *self._conn_handlers(cid, link))
-        sends.clear()
+        try:
+            for p, a in self.d.take_outgoing():
+                sends.setdefault(a, []).append(p)
+            if not sends:
+                return
+            if self.udp is not None:
+                send = self.udp.send_batch
+                for a, ps in sends.items():
+                    send(ps, a)
+            else:
+                for cid, ps in sends.items():
+                    link = self.conns.get(cid)
+                    if link is None:
+                        continue
+                    try:
+                        link.send_packets(ps)
+                    except (ConnectionError, OSError) as e:
+                        log.info("%s: %s", cid, e)
+                        self._end_peer(cid)
+                        continue
+                    if link.wants_write:
+                        self.pump.want_write(link, True, *self._conn_handlers(cid, link))
+        finally:
+            sends.clear()
 
     def _drain_events(self) -> None:
         """Each event logged and acted on, each under its own guard (counted as an internal

@@ -82,3 +82,31 @@ def test_memory_errors_spread_out_are_each_contained(world, pki):
 @pytest.fixture(autouse=True)
 def _quiet_tracebacks(caplog):
     caplog.set_level("ERROR", logger="vpn-appliance")
+
+
+def test_a_memory_error_midway_through_a_send_batch_sends_no_datagram_twice(world, pki, monkeypatch):
+    """The server's sends of one wake-up go out address by address (_flush_sends); one that
+    raised left the whole batch queued, so the next wake-up sent the addresses before it again
+    (every client there saw replays) -- and, had it kept raising, again at every wake-up while
+    the queue grew. Now what one wake-up queued is given up with it: what had gone out is not
+    sent again (what had not is lost, as a datagram on the way)."""
+    _world(world, pki)
+    udp = world.server.udp
+    real = udp.send_batch
+    sent: list[bytes] = []
+    left = [1]
+
+    def send_batch(ps, addr=None):  # noqa: ANN001, ANN202
+        if left[0] and addr == world.server.d.clients[1].addr and sent:
+            left[0] -= 1
+            raise MemoryError
+        sent.extend(bytes(p) for p in ps)
+        return real(ps, addr)
+    monkeypatch.setattr(udp, "send_batch", send_batch)
+    for i in range(2):          # one TUN batch: a packet for each client, sent in one flush
+        world.server_net.tun.inject(ipv4_udp("198.19.0.1", world.client_addr(i), b"to client%d" % i))
+    world.run_for(2)
+    assert left == [0], "the fault was not met"
+    assert world.server.result is None
+    assert len(sent) == len(set(sent)), "a datagram was sent twice"
+    assert _pings(world, 0, b"after-0") and _pings(world, 1, b"after-1")
