@@ -188,14 +188,25 @@ class RefusedLogins:
         return self._timers.peek()
 
     def handle_timer(self, now: float, out: list) -> None:
-        """Resend what is due (appended to `out` as (packet, addr)); drop those whose hold is over."""
+        """Resend what is due (appended to `out` as (packet, addr)); drop those whose hold is over.
+        A remnant whose turn raises (our bug, a MemoryError) is dropped and the others due with it
+        still get theirs; the first such error is raised after them, for the caller's guard to
+        count. Why: the due ones are taken off the heap first, so a raise midway left the rest
+        unarmed -- never resent, never dropped, held until evicted."""
+        failed: Exception | None = None
         for r in self._timers.pop_due(now):
-            if now >= r.until or r.acked:
-                self.drop(r.addr)
-                continue
             try:
-                out.extend((p, r.addr) for p in r.due(now))
-            except PacketIdExhausted:
+                if now >= r.until or r.acked:
+                    self.drop(r.addr)
+                    continue
+                try:
+                    out.extend((p, r.addr) for p in r.due(now))
+                except PacketIdExhausted:
+                    self.drop(r.addr)
+                    continue
+                self._timers.arm(r, r.next_deadline())
+            except Exception as e:  # noqa: BLE001 - our bug on this remnant: it goes, the others go on
                 self.drop(r.addr)
-                continue
-            self._timers.arm(r, r.next_deadline())
+                failed = failed or e
+        if failed is not None:
+            raise failed
