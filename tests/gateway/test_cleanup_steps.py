@@ -59,3 +59,25 @@ def test_a_client_whose_clean_up_step_raises_still_gives_back_the_hosts_routes(w
 @pytest.fixture(autouse=True)
 def _quiet_tracebacks(caplog):
     caplog.set_level("CRITICAL", logger="vpn-appliance")
+
+
+def test_a_server_whose_clean_up_step_raises_still_closes_the_rest(world, pki, monkeypatch):
+    """The management notices (>UPDOWN:DOWN, >STATE EXITING) raising skipped ops.close and
+    every socket's close (the TUN's still ran)."""
+    world.add_server(server_conf(pki, "udp"))
+    world.add_client(client_conf(pki, "client0"))
+    assert world.run(lambda: world.client_addr(0) is not None, max_time=30)
+    s = world.server
+    monkeypatch.setattr(s.ops, "stop_notices", _broken)
+    closed = []
+    real_close = s.ops.close
+    monkeypatch.setattr(s.ops, "close", lambda: (closed.append("ops"), real_close()))
+    s.request_stop()
+    assert world.run(lambda: s.result is not None, max_time=10)
+    try:
+        s._cleanup()                                        # noqa: SLF001 - what run_gateway runs at the end
+    except RuntimeError:
+        pass                                                # (before: out of run(); the process ended anyway)
+    assert closed == ["ops"]
+    assert s.udp.sock.closed, "the server's socket was left open"
+    assert s.faults.counts.get("internal error") == 1
