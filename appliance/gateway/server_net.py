@@ -6,10 +6,17 @@ with appliance/tun/rtnl.py (the stdlib's netlink socket, as the client's TUN). A
 `python -m appliance.gateway.server_net` child did this while it needed pyroute2 (~14 MB of
 resident memory and asyncio, kept out of the server process): that child re-imported the whole
 gateway and took ~0.2-0.25 s of a server's start (helper startup47, lab/startup_time.py); the
-server still never imports pyroute2 (tests/unit/test_server_imports.py). Nothing is undone at
-close: when the server closes a TUN it made the device goes away, and the kernel removes its
-addresses and routes with it. A device made beforehand (`ip tuntap add`, `openvpn --mktun`)
-stays, and keeps them: 2.6 removes them at exit, ours does not yet (helper review47a).
+server still never imports pyroute2 (tests/unit/test_server_imports.py).
+
+At close the server removes exactly the addresses and routes it added (an AddressSet and a
+RouteSet, filled as configure() goes), then closes the device -- the one path for the final exit
+and for a set-up the kernel refused half-way. A device the server made goes away with them
+anyway; one made beforehand (`ip tuntap add`, `openvpn --mktun`, persistent) stays, and kept
+them after the exit where 2.6 removes its own (close_tun: undo_ifconfig, delete_routes; helper
+review47a found it, helper tunclose47 fixed it). Nothing the device had before the start (a
+user's own address or route) is touched: the addresses are added beside it, never flushed (2.6
+adds its own beside one too), and only what we added is remembered. A SIGUSR1 keeps the device
+and all of it (as 2.6 with persist-tun; ours keeps the TUN at any restart: ops.on_signal).
 """
 from __future__ import annotations
 
@@ -25,6 +32,8 @@ from ..ioerrors import PortGone, dev_name_cut, tun_open_failed
 from ..openvpn.config import Options
 from ..openvpn.layer2 import tap_address
 from ..openvpn.serveraddressing import server_addressing
+from ..router.links import AddressSet
+from ..router.routes import RouteSet
 from ..tun.device import TunDevice
 
 log = logging.getLogger("vpn-appliance")
@@ -50,6 +59,9 @@ class ServerTunnelNetwork:
         self.pool = pool
         self.pool6 = pool6
         self.tun: TunDevice | None = None
+        # What configure() added to the device, removed at close (the module's docstring).
+        self.routes = RouteSet()
+        self.addrs = AddressSet()
 
     def spec(self, name: str) -> dict:
         """What configure() sets up, as plain data."""
@@ -97,7 +109,7 @@ class ServerTunnelNetwork:
         if (cut := dev_name_cut(o, name, tun.name)) is not None:
             log.warning("%s", cut)
         spec = self.spec(tun.name)
-        there, why = configure_checked(spec)
+        there, why = configure_checked(spec, self.routes, self.addrs)
         if why is not None:
             self.close()
             # The device's own name (tun0), not the `dev` template (tun%d) it was made from.
@@ -131,9 +143,19 @@ class ServerTunnelNetwork:
         return bytes(r[18:24])
 
     def close(self) -> None:
-        if self.tun is not None:
-            self.tun.close()
-            self.tun = None
+        """Our routes, then our addresses (the module's docstring), then the device; a failure
+        to remove one is logged, and the device is closed all the same."""
+        try:
+            for what in (self.routes, self.addrs):
+                try:
+                    what.remove_all()
+                except Exception as e:  # noqa: BLE001 - best effort on the way out, and say so
+                    log.warning("TUN %s: not all of our %s removed: %s", self.tun.name if self.tun else "-",
+                                "routes" if what is self.routes else "addresses", e)
+        finally:
+            if self.tun is not None:
+                self.tun.close()
+                self.tun = None
 
 
 def _route_line(directive: str, net: str, plen: int, dev: str, there: list[tuple[str, int]]) -> None:
@@ -166,24 +188,26 @@ def _step(what: str, v6: bool = False):
         raise SetupRefused(f"{what}: {why}") from e
 
 
-def configure_checked(spec: dict) -> tuple[list[tuple[str, int]], str | None]:
+def configure_checked(spec: dict, routes: RouteSet | None = None,
+                      addrs: AddressSet | None = None) -> tuple[list[tuple[str, int]], str | None]:
     """`configure`: (the routes the kernel had already, None), or ([], why it failed) -- the
-    server stops its start with that reason (PortGone)."""
+    server stops its start with that reason (PortGone), and what was added up to then is in
+    `routes` and `addrs` for close to remove."""
     try:
-        return configure(spec), None
+        return configure(spec, routes, addrs), None
     except SetupRefused as e:
         return [], str(e)
     except Exception as e:  # noqa: BLE001 - the device gone (RuntimeError), an address it cannot take
         return [], f"{type(e).__name__}: {e}"
 
 
-def configure(spec: dict) -> list[tuple[str, int]]:
-    """Addresses, MTU, link up and routes of the server's TUN (rtnetlink, appliance/tun/rtnl.py).
-    Returns the routes (network, prefix length) not added because the kernel had one to that
-    network at that metric (RouteSet.add: EEXIST is not ours to replace); SetupRefused naming the
-    step the kernel refused."""
+def configure(spec: dict, routes: RouteSet | None = None, addrs: AddressSet | None = None) -> list[tuple[str, int]]:
+    """Addresses, MTU, link up and routes of the server's TUN (rtnetlink, appliance/tun/rtnl.py),
+    each one added remembered in `routes` / `addrs` (for close). Returns the routes (network,
+    prefix length) not added because the kernel had one to that network at that metric
+    (RouteSet.add: EEXIST is not ours to replace); SetupRefused naming the step the kernel refused.
+    The device's own addresses stay (no flush): on a device made beforehand they are a user's."""
     from ..router.links import add_address6, configure_tun, link_up, set_lladdr
-    from ..router.routes import RouteSet
 
     dev = spec["dev"]
     if spec.get("lladdr"):
@@ -192,14 +216,15 @@ def configure(spec: dict) -> list[tuple[str, int]]:
     if spec["addr"]:
         addr, plen, peer = spec["addr"]
         with _step(f"address {addr}" + (f" peer {peer}" if peer else f"/{plen}") + f" mtu {spec['mtu']}"):
-            configure_tun(dev, addr, plen, spec["mtu"], peer=peer)
+            configure_tun(dev, addr, plen, spec["mtu"], peer=peer, flush=False, added=addrs)
     elif spec.get("link_up"):
         with _step(f"link up, mtu {spec['mtu']}"):
             link_up(dev, spec["mtu"])
     if spec["addr6"]:
         with _step(f"IPv6 address {spec['addr6'][0]}/{spec['addr6'][1]}", v6=True):
-            add_address6(dev, spec["addr6"][0], spec["addr6"][1])
-    routes = RouteSet()
+            add_address6(dev, spec["addr6"][0], spec["addr6"][1], added=addrs)
+    if routes is None:
+        routes = RouteSet()
     there: list[tuple[str, int]] = []
     for net, plen, metric in spec["routes"] + spec.get("routes6", []):
         what = f"route {net}/{plen} dev {dev}" + (f" metric {metric}" if metric is not None else "")

@@ -197,6 +197,14 @@ class Rtnl:
             body += _attr(IFA_FLAGS, struct.pack("=I", flags))
         self.request(RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, body)
 
+    def addr_del(self, index: int, address: str, prefixlen: int, peer: str | None = None) -> None:
+        """The address addr_add put there (the same arguments); NetlinkError EADDRNOTAVAIL
+        (code 99) when the link has no such address."""
+        family, local = _ip_bytes(address)
+        body = _IFADDRMSG.pack(family, prefixlen, 0, 0, index)
+        body += _attr(IFA_LOCAL, local) + _attr(IFA_ADDRESS, _ip_bytes(peer)[1] if peer else local)
+        self.request(RTM_DELADDR, NLM_F_ACK, body)
+
     def addrs(self, family: int = socket.AF_UNSPEC, index: int | None = None) -> list[tuple[int, str, int, int]]:
         """(family, address, prefixlen, index) of every address (of one link when `index` is given)."""
         out = []

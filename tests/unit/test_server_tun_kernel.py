@@ -122,3 +122,52 @@ def test_an_ipv6_address_the_kernel_refuses_says_why(inside):
     msg = str(e.value)
     assert "IPv6 address fd00:47::1/64: Permission denied (IPv6 disabled on this host?" in msg, msg
     assert _gone(msg.split("cannot configure the TUN device ", 1)[1].split(":", 1)[0])
+
+
+def _premade_with_users_own(inside) -> tuple[str, list, list]:
+    """A device made beforehand (`ip tuntap add`, persistent: it outlives our fd), holding a user's
+    own address and route; (its name, its addresses, its routes) as `ip` shows them."""
+    dev = inside()
+    for cmd in (["addr", "add", "198.18.99.1/32", "dev", dev], ["link", "set", dev, "up"],
+                ["route", "add", "198.18.98.0/24", "dev", dev]):
+        subprocess.run(["ip", *cmd], check=True, capture_output=True, timeout=10)
+    return dev, _addrs(dev), _routes(dev) + _routes(dev, v6=True)
+
+
+@pytest.mark.parametrize("topology", ["subnet", "net30"])
+def test_a_premade_device_keeps_only_what_it_had_after_the_server(inside, topology):
+    # As Debian's 2.6.14 (`dev tun47` made by `ip tuntap add`, SIGTERM; README tunclose47): its own
+    # address beside the user's while it runs, and at close its addresses (IPv4, IPv6) and its
+    # `route` / `route-ipv6` lines go, the user's address and route stay. Before: the start flushed
+    # the user's address (and the kernel the user's route with it), and the exit left ours.
+    dev, addrs0, routes0 = _premade_with_users_own(inside)
+    o = _opts(topology, routes=[("198.18.47.0", "255.255.255.0", None, 7)], dev=dev)
+    o.route_ipv6 = [("fd00:4747::/64", None, None)]
+    net = _net(o, v6=True)
+    tun = net.open()
+    try:
+        assert tun.name == dev
+        running = _addrs(dev)
+        assert set(addrs0) < set(running), running                   # the user's address kept
+        assert {a[1] for a in running} >= {"198.18.99.1", "198.19.47.1", "fd00:47::1"}, running
+        routes = {r[0] for r in _routes(dev) + _routes(dev, v6=True)}
+        assert {"198.18.98.0/24", "198.18.47.0/24", "fd00:4747::/64"} <= routes, routes
+    finally:
+        net.close()
+    assert not _gone(dev)                                            # a pre-made device stays
+    assert _addrs(dev) == addrs0, _addrs(dev)
+    assert _routes(dev) + _routes(dev, v6=True) == routes0, _routes(dev)
+    assert not net.routes.added and not net.addrs.added
+
+
+def test_a_premade_device_half_set_up_is_undone_to_what_it_had(inside):
+    # The kernel refuses the second `route` (host bits): the start stops, and the address and the
+    # first route it had added go again; the user's stay.
+    dev, addrs0, routes0 = _premade_with_users_own(inside)
+    net = _net(_opts(routes=[("198.18.47.0", "255.255.255.0", None, None), ("198.18.48.5", "255.255.255.0", None, None)],
+                     dev=dev), v6=True)
+    with pytest.raises(PortGone):
+        net.open()
+    assert net.tun is None and not _gone(dev)
+    assert _addrs(dev) == addrs0, _addrs(dev)
+    assert _routes(dev) + _routes(dev, v6=True) == routes0, _routes(dev)
