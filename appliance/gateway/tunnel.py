@@ -22,7 +22,7 @@ from ..openvpn.config import Options
 from ..openvpn.config.model import route_network
 from ..openvpn.profile_push import device_mtu, redirect_in_effect  # (redirect_in_effect: tunnel's tests' name)
 from ..openvpn.route6 import parse_net6 as _net6
-from ..router.links import add_address6, configure_tun, link_up
+from ..router.links import AddressSet, add_address6, configure_tun, link_up
 from ..router.route_record import RouteRecord
 from ..router.routes import RouteSet
 from ..tun.device import TunDevice
@@ -133,9 +133,13 @@ def _covers4(net: str, mask: str, addr: str) -> bool:
 
 
 class _TunAndRoutes:
-    """A TUN device with the routes we added for it; close() removes both (best effort)."""
+    """A TUN device with the addresses and routes we added for it; close() removes them, then
+    closes the device (best effort). Why the addresses too: a device made beforehand (`ip tuntap
+    add`, named by `dev`) outlives our fd and kept the pushed addresses after the exit, where
+    OpenVPN 2.6 removes its own (close_tun: undo_ifconfig); a user's own on it are never ours."""
     tun: TunDevice | None
     routes: RouteSet | None
+    addrs: AddressSet | None = None
     record: RouteRecord | None = None
     _nl: Rtnl | None = None           # the push's netlink socket, opened with the device (prepare)
     _route_lines = 0                  # lines about pushed routes in this push (_route_line)
@@ -161,6 +165,11 @@ class _TunAndRoutes:
             self.routes = None
         elif self.record is not None:
             self.record.close()
+        try:
+            if self.addrs is not None:
+                self.addrs.remove_all()
+        except Exception as e:  # noqa: BLE001 - best effort on the way out
+            log.warning("removing addresses: %s", e)
         if self.tun is not None:
             self.tun.close()
             self.tun = None
@@ -209,7 +218,8 @@ class TunnelNetwork(_TunAndRoutes):
         self.applied: tuple | None = None
         self._reopened = False              # device_reopened: the next same push waits route-delay again
         self._kept_redirect: bool | None = None     # what the last delayed routes' redirect was
-        self.addressed = False        # an address went onto the device (flush it before the next)
+        self.addressed = False        # an address went onto the device (ours: self.addrs)
+        self.addrs = AddressSet()     # the push's addresses: the next push and close remove exactly those
         self.link_mtu: int | None = None   # the link is up at this MTU
         self.block_ipv6 = False             # the push said block-ipv6: the client answers IPv6 itself
         self.record = RouteRecord(opts.path)
@@ -370,23 +380,25 @@ class TunnelNetwork(_TunAndRoutes):
         self._address_outside_lan(pushed)
         self._subnet_not_a_redirect(pushed)
         self._address_not_claimed(pushed, remote_ip)
-        flush, self.addressed = self.addressed, True
+        # The last push's addresses go (only ours: a device made beforehand may hold a user's own).
+        self.addrs.remove_all(self._nl)
+        self.addressed = True
         link = self.link_mtu != mtu
         if pushed.topology == "subnet":
             prefix = mask_to_prefix(second)
-            configure_tun(self.tun.name, local, prefix, mtu, flush=flush, link=link, index=self._tun_index(),
-                          nl=self._nl)
+            configure_tun(self.tun.name, local, prefix, mtu, flush=False, link=link, index=self._tun_index(),
+                          nl=self._nl, added=self.addrs)
         else:
-            configure_tun(self.tun.name, local, 32, mtu, peer=second, flush=flush, link=link, index=self._tun_index(),
-                          nl=self._nl)
+            configure_tun(self.tun.name, local, 32, mtu, peer=second, flush=False, link=link,
+                          index=self._tun_index(), nl=self._nl, added=self.addrs)
         self.link_mtu = mtu
-        self.tun.note_local(local)      # the device's address now: flush=addressed removed any other
+        self.tun.note_local(local)      # the device's address now: the last push's went above
         log.info("%s %s: address %s %s (topology %s), mtu %d", self.opts.dev_type, self.tun.name, local, second,
                  "none: tap" if self.tap else pushed.topology, mtu)
         has6 = False
         if pushed.ifconfig_ipv6 is not None:
             addr6, _, plen = pushed.ifconfig_ipv6[0].partition("/")
-            add_address6(self.tun.name, addr6, int(plen or 64))
+            add_address6(self.tun.name, addr6, int(plen or 64), added=self.addrs)
             log.info("tun %s: IPv6 address %s", self.tun.name, pushed.ifconfig_ipv6[0])
             has6 = True
         self.routes = RouteSet(self._nl)
@@ -557,8 +569,7 @@ class TunnelNetwork(_TunAndRoutes):
             self.routes = None
         self.block_ipv6 = pushed.block_ipv6
         if self.addressed:                      # a last push's address: not this server's network now
-            with Rtnl() as nl:
-                nl.addr_flush(self._tun_index())
+            self.addrs.remove_all()
             self.addressed = False
         if self.link_mtu != mtu:
             link_up(self.tun.name, mtu)

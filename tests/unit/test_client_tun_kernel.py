@@ -1,0 +1,49 @@
+"""The client's TUN when `dev` names a device made beforehand (`ip tuntap add`, persistent: it
+outlives the client's fd), against the kernel in test_rtnl.py's namespace: the pushed addresses
+and routes go at close, a push replacing another removes only the last push's address, and the
+device's own (a user's address and route) stay throughout -- as OpenVPN 2.6's close_tun
+(undo_ifconfig, delete_routes), which the server's twin in test_server_tun_kernel.py checks
+against Debian's 2.6.14 (README, helper tunclose47)."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from appliance.gateway.tunnel import TunnelNetwork
+from appliance.openvpn.config import parse_config
+from appliance.openvpn.keymethod import parse_push_reply_untrusted
+from tests.unit.test_rtnl import _addrs, _routes, inside, ns  # noqa: F401 - fixtures
+
+pytestmark = [pytest.mark.root, pytest.mark.netns]
+
+SERVER = "198.18.60.9"
+PUSH = "PUSH_REPLY,topology subnet,ifconfig-ipv6 fd00:70::2/64 fd00:70::1,route 198.18.71.0 255.255.255.0,route-ipv6 fd00:72::/48"
+
+
+def _all_routes(dev: str) -> list[tuple]:
+    return _routes(dev) + _routes(dev, v6=True)
+
+
+def test_a_premade_device_keeps_only_what_it_had_after_the_client(inside):
+    dev = inside()
+    for cmd in (["addr", "add", "198.18.99.1/32", "dev", dev], ["link", "set", dev, "up"],
+                ["route", "add", "198.18.98.0/24", "dev", dev]):
+        subprocess.run(["ip", *cmd], check=True, capture_output=True, timeout=10)
+    addrs0, routes0 = _addrs(dev), _all_routes(dev)
+    opts = parse_config(f"client\ndev {dev}\ndev-type tun\nremote {SERVER}\n<ca>\n</ca>\n", "/mem/p.ovpn",
+                        read_file=lambda p: b"")
+    net = TunnelNetwork(opts)
+    try:
+        net.apply(parse_push_reply_untrusted(PUSH + ",ifconfig 198.18.70.2 255.255.255.0"), SERVER)
+        assert net.tun.name == dev
+        assert {a[1] for a in _addrs(dev)} == {"198.18.99.1", "198.18.70.2", "fd00:70::2"}, _addrs(dev)
+        # A reconnect's push with another address: the last push's goes, the user's stays.
+        net.apply(parse_push_reply_untrusted(PUSH + ",ifconfig 198.18.70.3 255.255.255.0"), SERVER)
+        assert {a[1] for a in _addrs(dev)} == {"198.18.99.1", "198.18.70.3", "fd00:70::2"}, _addrs(dev)
+        routes = {r[0] for r in _all_routes(dev)}
+        assert {"198.18.98.0/24", "198.18.71.0/24", "fd00:72::/48"} <= routes, routes
+    finally:
+        net.close()
+    assert _addrs(dev) == addrs0, _addrs(dev)
+    assert _all_routes(dev) == routes0, _all_routes(dev)
