@@ -11,10 +11,12 @@ and takes them again a moment later: the AUTH_FAILED must still reach it, on tha
 from __future__ import annotations
 
 from appliance.gateway import refused_streams
+from appliance.gateway.server import ServerGateway
 from appliance.gateway.refused_streams import EVICTED
 from appliance.openvpn.passdb import hash_password
 from appliance.openvpn.refusals import REFUSAL_HOLD
-from tests.gateway.conftest import World, client_conf, server_conf
+from lab.fakes import stream_connect
+from tests.gateway.conftest import SERVER_IP, World, client_conf, server_conf
 
 PASSDB = f"alice:{hash_password('right')}\n"
 SERVER_EXTRA = "auth-user-pass-verify /mem/passdb passdb\n"
@@ -104,3 +106,28 @@ def test_a_refused_client_that_keeps_sending_is_read_a_bounded_amount(pki):
     assert refused_streams.REFUSED_STREAM_READ <= read < refused_streams.REFUSED_STREAM_READ + len(junk) * 5, read
     assert steps[0] < 2000, f"{steps[0]} wake-ups for one refused connection over its hold"
     assert not gw.d.by_addr and gw.d.drop_counters().get("packet on a TCP connection whose session ended") is None
+
+
+def test_a_full_server_makes_room_by_closing_a_refused_connection_never_a_live_one(pki, monkeypatch):
+    """Helper review47e: refused connections held count against the connection cap, and when a
+    new connection needs room the oldest refused one goes -- not the oldest live connection
+    without a handshake (what _evict_one would pick), and the cap is never passed."""
+    monkeypatch.setattr(ServerGateway, "max_conns", property(lambda self: 3))
+    w = World()
+    gw = w.add_server(server_conf(pki, proto="tcp", extra=SERVER_EXTRA), PASSDB)
+    for i in range(2):
+        w.add_client(client_conf(pki, f"client{i}", proto="tcp", extra=CLIENT_EXTRA + "connect-retry 300\n"),
+                     ip=f"198.18.0.{20 + i}", username="alice", password=f"guess{i}")
+    stalled = _stall_at_the_check(w, 2)             # their AUTH_FAILED never taken: held 5 s
+    assert w.run(lambda: gw.auth.checked >= 2 and not gw.conns, max_time=30), "two wrong passwords not refused"
+    assert len(gw.refused_streams) == 2
+    live = stream_connect(w.net, "198.18.0.40", (SERVER_IP, 1194))     # a live one, no handshake yet
+    assert w.run(lambda: len(gw.conns) == 1, max_time=2)
+    newcomer = stream_connect(w.net, "198.18.0.41", (SERVER_IP, 1194))
+    assert w.run(lambda: any(link.t.sock is newcomer.peer for link in gw.conns.values())
+                 or newcomer.closed or newcomer.reset, max_time=2), "the newcomer was never accepted"
+    assert not live.peer.closed and not live.reset, "a live connection was closed to make room"
+    assert len(gw.conns) == 2 and len(gw.refused_streams) == 1, (len(gw.conns), len(gw.refused_streams))
+    assert stalled[0].closed and not stalled[1].closed, "not the oldest refused connection closed"
+    assert gw.faults.counts.get(EVICTED) == 1, gw.faults.counts
+
