@@ -19,6 +19,12 @@ Bounded as the UDP remnants (openvpn/refusals.py): REFUSALS_MAX at once (the old
 counted), REFUSED_STREAM_READ bytes read from each (past it, no more reading: the client's sends
 stall in its own window until our close), and each counts against the server's connection cap
 (ServerGateway.max_conns: closed first when a new connection needs room).
+
+Per source too (review47e): PER_SOURCE_REFUSED at once from one source address (an IPv6 /64),
+a source's newest closing its own oldest. Without it one source refused as fast as its handshakes
+go (a revoked or tls-verify-refused certificate meets no password-check rate) held all
+REFUSALS_MAX: every other source's refused connection was then closed early by the cap, its
+AUTH_FAILED lost as before review47b, and the room a full server makes at accept went to it.
 """
 from __future__ import annotations
 
@@ -26,13 +32,17 @@ from collections import OrderedDict
 from typing import Callable
 
 from ..openvpn.refusals import REFUSAL_HOLD, REFUSALS_MAX
+from ..openvpn.sources import source_group
 from ..transport.link import TcpLink
 
 # What one refused connection is read at most, thrown away (an honest client sends its last
 # data packets and acks until it reads AUTH_FAILED; a hostile one cannot make us read more).
 REFUSED_STREAM_READ = 1 << 20
+# Held at once from one source (as server.py's PER_SOURCE_CONNS for connections without a
+# handshake): an honest address -- a NAT of a few users -- has a wrong password or two at a time.
+PER_SOURCE_REFUSED = 8
 # Counters (the gateway's drop counters).
-EVICTED = "refused TCP connection closed early (too many refused at once, or no room)"
+EVICTED = "refused TCP connection closed early (too many refused at once or from its source, or no room)"
 DISCARDED = "bytes read and dropped from a refused TCP connection"
 
 
@@ -43,7 +53,8 @@ class RefusedStreams:
         self.pump = pump
         self.count = count          # Faults.count(reason, n=1)
         self.clock = clock
-        self.by_key: OrderedDict[object, list] = OrderedDict()   # key -> [link, bytes left to read]
+        self.by_key: OrderedDict[object, list] = OrderedDict()   # key -> [link, bytes left to read, source]
+        self.per_source: dict[str, int] = {}                        # source_group -> held from it
 
     def __len__(self) -> int:
         return len(self.by_key)
@@ -51,9 +62,14 @@ class RefusedStreams:
     def keep(self, key, link: TcpLink) -> None:
         """`link` (already out of the server's books and unwatched) stays open until its client
         closes or REFUSAL_HOLD s pass."""
+        src = source_group(getattr(key, "ip", key))
+        if self.per_source.get(src, 0) >= PER_SOURCE_REFUSED:
+            self.count(EVICTED)             # that source's own oldest, not another's
+            self.close(next(k for k, got in self.by_key.items() if got[2] == src))
         while len(self.by_key) >= REFUSALS_MAX:
             self.close_oldest()
-        self.by_key[key] = [link, REFUSED_STREAM_READ]
+        self.by_key[key] = [link, REFUSED_STREAM_READ, src]
+        self.per_source[src] = self.per_source.get(src, 0) + 1
         self.pump.timers.arm(("refused-stream", key), self.clock() + REFUSAL_HOLD, lambda: self.close(key))
         self._write(key)
 
@@ -69,6 +85,9 @@ class RefusedStreams:
         got = self.by_key.pop(key, None)
         self.pump.timers.cancel(("refused-stream", key))
         if got is not None:
+            left = self.per_source.pop(got[2]) - 1
+            if left:
+                self.per_source[got[2]] = left
             self.pump.unwatch(got[0])
             got[0].close()
 

@@ -131,3 +131,25 @@ def test_a_full_server_makes_room_by_closing_a_refused_connection_never_a_live_o
     assert stalled[0].closed and not stalled[1].closed, "not the oldest refused connection closed"
     assert gw.faults.counts.get(EVICTED) == 1, gw.faults.counts
 
+
+def test_one_source_cannot_push_out_another_sources_refused_connection(pki, monkeypatch):
+    """Helper review47e: refused connections held per source are bounded (PER_SOURCE_REFUSED), a
+    source's newest closing its own oldest; before, one source refused fast filled REFUSALS_MAX
+    and the global cap closed the other sources' ones, their AUTH_FAILED lost."""
+    monkeypatch.setattr(refused_streams, "REFUSALS_MAX", 3)
+    monkeypatch.setattr(refused_streams, "PER_SOURCE_REFUSED", 2)
+    w = World()
+    gw = w.add_server(server_conf(pki, proto="tcp", extra=SERVER_EXTRA), PASSDB, per_source_pending=4)
+    w.add_client(client_conf(pki, "client0", proto="tcp", extra=CLIENT_EXTRA + "connect-retry 300\n"),
+                 ip="198.18.0.30", username="alice", password="typo")
+    stalled = _stall_at_the_check(w, 4)
+    assert w.run(lambda: gw.auth.checked >= 1 and not gw.conns, max_time=30), "the wrong password not refused"
+    victim = stalled[0]
+    for i in range(1, 4):
+        w.add_client(client_conf(pki, f"client{i}", proto="tcp", extra=CLIENT_EXTRA + "connect-retry 300\n"),
+                     ip="198.18.0.20", username="alice", password=f"guess{i}")
+    assert w.run(lambda: gw.auth.checked >= 4 and not gw.conns, max_time=REFUSAL_HOLD - 1), \
+        "three more wrong passwords not refused within the hold"
+    assert not victim.closed, "another source's refused connections closed this one early"
+    assert len(gw.refused_streams) == 3 and gw.faults.counts.get(EVICTED) == 1, gw.faults.counts
+    assert [s.closed for s in stalled[1:]] == [True, False, False]
