@@ -153,3 +153,18 @@ def test_one_source_cannot_push_out_another_sources_refused_connection(pki, monk
     assert not victim.closed, "another source's refused connections closed this one early"
     assert len(gw.refused_streams) == 3 and gw.faults.counts.get(EVICTED) == 1, gw.faults.counts
     assert [s.closed for s in stalled[1:]] == [True, False, False]
+
+
+def test_a_stop_closes_the_refused_connections_held(pki):
+    """Helper review47e: SIGTERM while a refused connection is held (its client not reading): the
+    stop closes it with the rest, rather than leaving it to a timer of a loop that has ended."""
+    w = World()
+    gw = w.add_server(server_conf(pki, proto="tcp", extra=SERVER_EXTRA), PASSDB)
+    w.add_client(client_conf(pki, "client0", proto="tcp", extra=CLIENT_EXTRA + "connect-retry 300\n"),
+                 username="alice", password="wrong")
+    stalled = _stall_at_the_check(w, 1)
+    assert w.run(lambda: stalled and gw.auth.checked >= 1 and not gw.conns, max_time=30)
+    assert len(gw.refused_streams) == 1 and not stalled[0].closed
+    gw.request_stop()
+    gw._cleanup()                       # what run() does once the loop ends
+    assert gw.result == 0 and stalled[0].closed and len(gw.refused_streams) == 0
