@@ -22,7 +22,8 @@ stall in its own window until our close), and each counts against the server's c
 
 Per source too (review47e): PER_SOURCE_REFUSED at once from one source address (an IPv6 /64),
 a source's newest closing its own oldest. Without it one source refused as fast as its handshakes
-go (a revoked or tls-verify-refused certificate meets no password-check rate) held all
+go (past its password-check rate each login is told AUTH_FAILED,TEMP with no check; a tls-verify
+script's refusal meets no rate either) held all
 REFUSALS_MAX: every other source's refused connection was then closed early by the cap, its
 AUTH_FAILED lost as before review47b, and the room a full server makes at accept went to it.
 """
