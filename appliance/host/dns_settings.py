@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..lan.pushed_dns import not_through_the_tunnel
 from ..openvpn.profile_push import redirect_in_effect
@@ -46,10 +46,13 @@ def _domain(d: str) -> str | None:
     return d.rstrip(".") if d and _NAME.match(d) and d != "." else None
 
 
-def from_pushed(pushed, redirect_local: list[str] | None = None, private_local: list[str] | None = None) -> DnsSettings:
+def from_pushed(pushed, redirect_local: list[str] | None = None, private_local: list[str] | None = None,
+                redirect_lines: "list[tuple[bool, list[str]]] | None" = None) -> DnsSettings:
     """Validated settings from a PushedOptions (bad entries dropped, counts bounded);
     `redirect_local` / `private_local`: the profile's own redirect-gateway / redirect-private,
-    whose flags the pushed ones add to (profile_push.redirect_in_effect, as the routes)."""
+    whose flags the pushed ones add to (profile_push.redirect_in_effect, as the routes);
+    `redirect_lines`: the profile's lines of both in their order, when known (Options.redirect_lines:
+    the order decides the redirect, and the routes are made from it)."""
     servers: list[str] = []
     skipped: list[str] = []
     # With their ports (`dns server N address A:PORT`): resolv.conf has no port, and asking port
@@ -98,8 +101,13 @@ def from_pushed(pushed, redirect_local: list[str] | None = None, private_local: 
     # The redirect the routes are made with (review46d: the server's line alone decided here, so
     # a profile's `redirect-gateway def1 ipv6` under a pushed `redirect-gateway !ipv4` sent all
     # IPv6 into the tunnel while names were asked outside it, the tunnel's DNS not the default).
-    rg = redirect_in_effect(_Profile(redirect_local, private_local), pushed)[0]
-    default_route = rg is not None and ("!ipv4" not in rg or "ipv6" in rg)
+    # review47d: the profile's lines in their order, as the routes read them (a profile's
+    # `redirect-private` then `redirect-gateway def1 ipv6 !ipv4` routes all IPv6 into the tunnel;
+    # read as "redirect-gateway's line, then redirect-private's" it was redirect-private's, no
+    # default here); and redirect-private's `ipv6` redirects IPv6 as redirect-gateway's does
+    # (2.6's options.c sets the same routes_ipv6 flag; gateway/tunnel.py routes it so).
+    rg, rp = redirect_in_effect(_Profile(redirect_local, private_local, list(redirect_lines or ())), pushed)
+    default_route = (rg is not None and ("!ipv4" not in rg or "ipv6" in rg)) or (rp is not None and "ipv6" in rp)
     return DnsSettings(tuple(servers), tuple(search), tuple(routing), default_route, tuple(skipped),
                        tuple(f"{x} ({why})" for x, why in list(refused.items())[:MAX_SERVERS]))
 
@@ -109,3 +117,4 @@ class _Profile:
     """The profile's own redirect lines, as redirect_in_effect reads an Options."""
     redirect_gateway: list[str] | None
     redirect_private: list[str] | None
+    redirect_lines: "list[tuple[bool, list[str]]]" = field(default_factory=list)   # both, in order

@@ -109,7 +109,8 @@ class HostDns:
         # From tunnel-up (dns_up), as 2.6's up script sets DNS: with route-delay before the routes,
         # and their arrival (CONNECTED, the same push) changes nothing here.
         if state.dns_up and state.pushed is not None:
-            job: tuple = ("apply", from_pushed(state.pushed, self.redirect_gateway, self.redirect_private), state.tun_name or "tun0")
+            job: tuple = ("apply", from_pushed(state.pushed, self.redirect_gateway, self.redirect_private,
+                                           self.redirect_lines), state.tun_name or "tun0")
         else:
             job = ("restore",)
         if job == self._last:

@@ -73,6 +73,45 @@ def test_default_route_follows_redirect_gateway(pushed_rg, local_rg, want):
     assert from_pushed(pushed(redirect=pushed_rg), local_rg).default_route is want
 
 
+
+def _profile(lines: str):
+    from appliance.openvpn.config import parse_config
+    return parse_config(f"client\ndev tun\nremote 198.18.60.9\n<ca>\n</ca>\n{lines}", "/mem/p.ovpn",
+                        read_file=lambda p: b"")
+
+
+@pytest.mark.parametrize("profile, want", [
+    # review47d: the profile's lines in their order, as the routes fold them (compat47): here all
+    # IPv6 goes into the tunnel (redirect-gateway's `ipv6`), so its DNS is the default; read as
+    # "redirect-gateway's line, then redirect-private's" this was redirect-private's, no default
+    ("redirect-private\nredirect-gateway def1 ipv6 !ipv4\n", True),
+    # redirect-private's on IPv4; `ipv6` is a flag of its own that no line takes back (2.6)
+    ("redirect-gateway def1 ipv6 !ipv4\nredirect-private\n", True),
+    ("redirect-gateway def1 !ipv4\nredirect-private\n", False),
+    ("redirect-private ipv6\n", True),           # IPv6 redirected, as the routes do it
+    ("redirect-private local\n", False),         # nothing redirected
+])
+def test_default_route_reads_the_profile_lines_in_order_as_the_routes(profile, want):
+    o = _profile(profile)
+    s = from_pushed(pushed(), o.redirect_gateway, o.redirect_private, o.redirect_lines)
+    assert s.default_route is want
+    from appliance.openvpn.profile_push import redirect_in_effect
+    rg, rp = redirect_in_effect(o, pushed())        # what the tunnel's routes are made from
+    redirected6 = any(f is not None and "ipv6" in f for f in (rg, rp))
+    redirected4 = rg is not None and "!ipv4" not in rg
+    assert (redirected4 or redirected6) is want
+
+
+def test_run_dns_observer_passes_the_profile_lines_in_order(fake_resolvectl):
+    o = _profile("redirect-private\nredirect-gateway def1 ipv6 !ipv4\n")
+    dns = HostDns(o.redirect_gateway, backend=Resolved, threaded=False, redirect_private=o.redirect_private,
+                  redirect_lines=o.redirect_lines)
+    dns.attach(None, lambda: None)
+    dns.tunnel_changed(TunnelState(True, "198.18.0.1:1194/udp", "tun3", pushed()))
+    dns.close()
+    assert "default-route tun3 yes" in fake_resolvectl.read_text().splitlines()
+
+
 # ------------------------------------------------------------------ /etc/resolv.conf
 @pytest.fixture
 def conf(tmp_path):
