@@ -1205,7 +1205,8 @@ class Operations:
                     verdict = self._given_since(rec, verdict)
                 if s.established:
                     # (its ccd's cipher lines as given: a changed file restarts it anyway, `verdict`)
-                    verdict = cipher_dropped(s.cipher, fresh, s.peer_info, getattr(rec.given, "ccd", None)) \
+                    verdict = cipher_dropped(s.cipher, fresh, s.peer_info, getattr(rec.given, "ccd", None),
+                                             s.peer_occ_cipher) \
                         or tls_version_out(self._tls_version(s), run.tls) \
                         or verdict
                 if id(rec) in run.unpushed and run.st is not None:

@@ -134,23 +134,41 @@ def announced(peer_info: dict[str, str]) -> list[str]:
     return []
 
 
-def choose(peer_info: dict[str, str], data_ciphers, fallback: str | None) -> str | None:
-    """The data cipher a server gives a client: the first of `data_ciphers` the client announces
-    (`announced`); when it announces none, `fallback` (data-ciphers-fallback); else None -- the
-    client refused, as OpenVPN 2.6.14 refuses it (multi.c multi_client_set_protocol_options: a
-    client that named its ciphers gets no fallback it did not name: "No common cipher between
-    server and client"). One place for the session's choice and a per-client file's check of it
-    (clientpush.py: a ccd `data-ciphers` / `cipher` line)."""
-    theirs = announced(peer_info)
-    if not theirs:
-        return fallback or None
-    for c in data_ciphers:
-        if c in theirs and is_supported(c):
-            return c
+def occ_cipher(options: str) -> str | None:
+    """The `cipher` a peer's options string (OCC) names, as OpenVPN 2.6 reads it (ssl.c
+    key_method_2_read: remote_ciphername; `[null-cipher]` is "none"), else None. A 2.6 peer
+    names one only when its data-ciphers lists it; a pre-2.4 one always does (BF-CBC by default),
+    unless built with --enable-small (no options string)."""
+    for part in options.split(","):
+        if part.startswith("cipher "):
+            name = part[len("cipher "):]
+            return "none" if name == "[null-cipher]" else (name or None)
     return None
 
 
-def client_choice(peer_info: dict[str, str], data_ciphers, fallback: str | None, ccd) -> "str | None | bool":
+def choose(peer_info: dict[str, str], data_ciphers, fallback: str | None, occ: str | None = None) -> str | None:
+    """The data cipher a server gives a client: the first of `data_ciphers` the client announces
+    (`announced`) or -- a client sending no IV_CIPHERS -- names in its options string (`occ`: 2.6's
+    "poor man's NCP", ssl_ncp.c ncp_get_best_cipher); when it names none either way, `fallback`
+    (data-ciphers-fallback); else None -- the client refused, as OpenVPN 2.6.14 refuses it (multi.c
+    multi_client_set_protocol_options: a client that named its ciphers, or its one cipher, gets no
+    fallback it did not name: "No common cipher between server and client"). One place for the
+    session's choice and a per-client file's check of it (clientpush.py: a ccd `data-ciphers` /
+    `cipher` line)."""
+    theirs = announced(peer_info)
+    remote = occ if "IV_CIPHERS" not in peer_info else None    # 2.6: IV_CIPHERS makes the OCC one moot
+    for c in data_ciphers:
+        if (c in theirs or (remote is not None and c == remote)) and is_supported(c):
+            return c
+    if theirs or occ:
+        # review47d: a pre-2.4 client saying `cipher AES-256-CBC` was given the fallback (another
+        # cipher, which it does not take: a tunnel up on both ends that carried nothing).
+        return None
+    return fallback or None
+
+
+def client_choice(peer_info: dict[str, str], data_ciphers, fallback: str | None, ccd,
+                  occ: str | None = None) -> "str | None | bool":
     """The data cipher a client with `peer_info` is given by the server's `data_ciphers` and
     `fallback` as its per-client lines (`ccd`, a CcdOptions or None) change them -- 2.6 reads
     those lines before it chooses (multi.c: the ccd's data-ciphers / data-ciphers-fallback
@@ -162,15 +180,18 @@ def client_choice(peer_info: dict[str, str], data_ciphers, fallback: str | None,
         return False
     if fb is not None and (fb[1] or fallback):
         fallback = fb[0]
-    return choose(peer_info, names if names is not None else data_ciphers, fallback)
+    return choose(peer_info, names if names is not None else data_ciphers, fallback, occ)
 
 
-def no_common(peer_info: dict[str, str], data_ciphers) -> str:
+def no_common(peer_info: dict[str, str], data_ciphers, occ: str | None = None) -> str:
     """The log's reason for choose's None, in OpenVPN 2.6's words (multi.c)."""
     theirs = announced(peer_info)
     if theirs:
         return (f"No common cipher between server and client. Server data-ciphers: '{':'.join(data_ciphers)}', "
                 f"client supported ciphers '{':'.join(theirs)}'")
+    if occ:
+        return (f"No common cipher between server and client. Server data-ciphers: '{':'.join(data_ciphers)}', "
+                f"client supports cipher '{occ}'")
     return ("No NCP or OCC cipher data received from peer. Use --data-ciphers-fallback with the cipher the "
             "client is using if you want to allow the client to connect")
 

@@ -461,7 +461,8 @@ class ClientPush:
                     raise ClientRefused(f"{where.get('comp', '')}: decompressing {comp} needs the Python "
                                         f"package {pkg}, which this installation lacks")
             s.comp = comp
-        want = ciphers.client_choice(s.peer_info, s.cfg.data_ciphers, s.cfg.data_ciphers_fallback, ccd)
+        want = ciphers.client_choice(s.peer_info, s.cfg.data_ciphers, s.cfg.data_ciphers_fallback, ccd,
+                                     s.peer_occ_cipher)
         if want is not False and want != s.cipher:
             raise ClientRefused(f"{where.get('cipher', '')}: would give this client the data cipher "
                                 f"{want or 'none (no common cipher)'}; its keys use {s.cipher} already, chosen "

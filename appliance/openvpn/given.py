@@ -84,7 +84,7 @@ def tightened(was: tuple, now: tuple, only: str | None = None, credentials: bool
 
 
 def cipher_dropped(cipher: "str | None", cfg, peer_info: "dict[str, str] | None" = None,
-                   ccd: object = None) -> Tightened | None:
+                   ccd: object = None, occ: "str | None" = None) -> Tightened | None:
     """Why a kept client's data cipher is one the reloaded config (`cfg`, its SessionConfig) would
     not give it now -- neither in data-ciphers nor its data-ciphers-fallback, or, when its
     per-client lines (`ccd`, what it was given) name ciphers, not what they choose under the
@@ -97,7 +97,7 @@ def cipher_dropped(cipher: "str | None", cfg, peer_info: "dict[str, str] | None"
     RESTART at once, never held off."""
     if cipher is None:
         return None
-    want = ciphers.client_choice(peer_info or {}, cfg.data_ciphers, cfg.data_ciphers_fallback, ccd)
+    want = ciphers.client_choice(peer_info or {}, cfg.data_ciphers, cfg.data_ciphers_fallback, ccd, occ)
     if want is not False:
         if want == cipher:
             return None

@@ -395,6 +395,7 @@ class ServerRole:
             s.peer_info = km.peer_info_dict()
             # As OpenVPN 2.6 (ssl.c, remote_usescomp): this exact word of its options string.
             s.peer_uses_comp = s.cfg.comp_migrate and ",comp-lzo," in km.options
+            s.peer_occ_cipher = ciphers.occ_cipher(km.options)
         elif s.peer_username is not None and km.username != s.peer_username:
             # As OpenVPN (ssl_verify.c tls_lock_username): a username a check locked may not
             # change on renegotiation, and the password is checked again, unless it is the
@@ -476,7 +477,8 @@ class ServerRole:
                 # ciphers (ours gave it data-ciphers-fallback, which it then refused to use).
                 s._count("no common data cipher")
                 self._auth_failed(ks, first, NO_SHARED_CIPHER,
-                                  why="PUSH: " + ciphers.no_common(s.peer_info, s.cfg.data_ciphers))
+                                  why="PUSH: " + ciphers.no_common(s.peer_info, s.cfg.data_ciphers,
+                                                                         s.peer_occ_cipher))
                 return
             proto = iv_proto(s.peer_info)
             s.ekm = s.cfg.server_ekm and bool(proto & IV_PROTO_TLS_KEY_EXPORT)

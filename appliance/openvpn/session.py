@@ -242,6 +242,7 @@ class Session(ControlChannel):
         # for compression), so it is pushed its uncompressed framing (clientpush.py), and our
         # options string says `comp-lzo` to it, as OpenVPN 2.6's write_compat_local_options
         self.peer_uses_comp = False
+        self.peer_occ_cipher: str | None = None      # server: the client's options string's `cipher` (ciphers.occ_cipher)
         self.peer_common_name: str | None = None
         self.peer_username: str | None = None      # server: the username of the first handshake
         self.issued_auth_token: str | None = None   # server: an auth-token we pushed (renegotiation password)
@@ -959,7 +960,8 @@ class Session(ControlChannel):
     def _negotiate_cipher(self) -> str | None:
         """The client's data cipher, None when it has none in common with ours (the caller
         refuses it as 2.6 does: roles.NO_SHARED_CIPHER)."""
-        return ciphers.choose(self.peer_info, self.cfg.data_ciphers, self.cfg.data_ciphers_fallback)
+        return ciphers.choose(self.peer_info, self.cfg.data_ciphers, self.cfg.data_ciphers_fallback,
+                              self.peer_occ_cipher)
 
     # ---- keys
     def _key_block(self, ks: KeyState) -> bytes:

@@ -56,3 +56,42 @@ def test_a_client_naming_no_ciphers_without_a_fallback_is_refused(pki):
     c, s = _run(pki, "IV_VER=2.3.18\nIV_PROTO=2\n", None)
     assert not up(c, s) and "No NCP or OCC cipher data received from peer" in _closed(s)[0].reason
     assert any(e.reason == f"AUTH_FAILED {REASON}" for e in _closed(c))
+
+
+# review47d: 2.6's "poor man's NCP" (ssl_ncp.c ncp_get_best_cipher; multi.c): a client sending
+# no IV_CIPHERS whose options string names a cipher (a pre-2.4 client always does) is given that
+# cipher when data-ciphers lists it, and refused -- data-ciphers-fallback or not -- when it does
+# not ("client supports cipher 'X'"). Before, ours gave it the fallback, a cipher the client
+# never takes: both ends up, nothing carried.
+V23 = "IV_VER=2.3.18\nIV_PROTO=2\n"
+
+
+def _run_occ(pki, info: str, occ: str, fallback: str | None, server_ciphers, client_cipher="AES-256-GCM"):
+    c, s, _ = make_pair(pki, cipher=client_cipher)
+    c.role._peer_info = lambda: info
+    c._options_string = lambda: f"V4,dev-type tun,link-mtu 1550,tun-mtu 1500,proto UDPv4,cipher {occ},auth SHA256,keysize 256,key-method 2,tls-client"
+    s.cfg.data_ciphers, s.cfg.data_ciphers_fallback = list(server_ciphers), fallback
+    Link(c, s).run(lambda: up(c, s) or s.closed or c.closed, max_time=30)
+    return c, s
+
+
+@pytest.mark.parametrize("fallback", [None, "AES-256-GCM"])
+def test_an_old_client_naming_a_cipher_not_in_data_ciphers_is_refused_even_with_a_fallback(pki, fallback):
+    c, s = _run_occ(pki, V23, "AES-128-GCM", fallback, ["AES-256-GCM"])
+    assert not up(c, s)
+    said = _closed(s)[0].reason
+    assert "No common cipher between server and client. Server data-ciphers: 'AES-256-GCM', " \
+           "client supports cipher 'AES-128-GCM'" in said, said
+    assert s.stats.get("no common data cipher") == 1
+    assert any(e.reason == f"AUTH_FAILED {REASON}" for e in _closed(c)), _closed(c)
+
+
+def test_an_old_client_is_given_the_cipher_its_options_string_names_when_data_ciphers_lists_it(pki):
+    c, s = _run_occ(pki, V23, "AES-128-GCM", "AES-256-GCM", ["AES-256-GCM", "AES-128-GCM"],
+                    client_cipher="AES-128-GCM")
+    assert up(c, s) and s.cipher == "AES-128-GCM"
+
+
+def test_iv_ciphers_makes_the_options_string_cipher_moot(pki):
+    c, s = _run_occ(pki, V26 + "IV_CIPHERS=AES-256-GCM\n", "AES-128-GCM", None, ["AES-128-GCM", "AES-256-GCM"])
+    assert up(c, s) and s.cipher == "AES-256-GCM"

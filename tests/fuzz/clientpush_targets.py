@@ -53,6 +53,7 @@ class _Session:
         self.peer_common_name = cn
         self.peer_uses_comp = comp
         self.peer_info = {"IV_COMP_STUBv2": "1"} if comp else {}
+        self.peer_occ_cipher = None          # (no options-string cipher: ciphers.occ_cipher)
         self.established = False
         self.restart_sent = False           # (told RESTART/HALT: no push, clientpush.py)
         self.comp = None
