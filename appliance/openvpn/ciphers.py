@@ -18,7 +18,7 @@ from typing import Callable
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
-from .keymethod import peer_info_int
+from .keymethod import escape_controls, peer_info_int
 from .keys import digest_size
 
 PACKET_ID_LEN = 4
@@ -184,14 +184,16 @@ def client_choice(peer_info: dict[str, str], data_ciphers, fallback: str | None,
 
 
 def no_common(peer_info: dict[str, str], data_ciphers, occ: str | None = None) -> str:
-    """The log's reason for choose's None, in OpenVPN 2.6's words (multi.c)."""
+    """The log's reason for choose's None, in OpenVPN 2.6's words (multi.c); the client's words
+    with their control characters as `\\xNN` (review47d: an IV_CIPHERS of `\\x1b[2J...` reached
+    the console and a management client's >LOG as the terminal control it is)."""
     theirs = announced(peer_info)
     if theirs:
         return (f"No common cipher between server and client. Server data-ciphers: '{':'.join(data_ciphers)}', "
-                f"client supported ciphers '{':'.join(theirs)}'")
+                f"client supported ciphers '{escape_controls(':'.join(theirs))}'")
     if occ:
         return (f"No common cipher between server and client. Server data-ciphers: '{':'.join(data_ciphers)}', "
-                f"client supports cipher '{occ}'")
+                f"client supports cipher '{escape_controls(occ)}'")
     return ("No NCP or OCC cipher data received from peer. Use --data-ciphers-fallback with the cipher the "
             "client is using if you want to allow the client to connect")
 

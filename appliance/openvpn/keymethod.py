@@ -241,7 +241,7 @@ def credential_as_sent(text: str) -> str:
     return _CONTROL_OR_TAB.sub("", text) if _CONTROL_OR_TAB.search(text) else text
 
 
-def _escape_controls(text: str) -> str:
+def escape_controls(text: str) -> str:
     """A peer must not forge log lines (CR/LF) or drive a terminal (ESC sequences): each
     control character becomes the text `\\xNN`."""
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text) if _CONTROL.search(text) else text
@@ -292,12 +292,12 @@ def split_text_messages_untrusted(data: bytes) -> tuple[list[str], list[str]]:
             continue
         if len(chunk) > MAX_TEXT_MESSAGE:
             refused.append(f"control message over {MAX_TEXT_MESSAGE + 1} bytes refused: "
-                           + _escape_controls(chunk[:80].decode("utf-8", "replace")))
+                           + escape_controls(chunk[:80].decode("utf-8", "replace")))
             continue
         # A push is read as its bytes (surrogateescape, as a peer's name: peernames.py), so the
         # values 2.6 hands to scripts as bytes can be (parse_push_reply_untrusted); every other
         # message, and every other pushed option, is text with U+FFFD for what is not UTF-8.
-        text = _escape_controls(chunk.decode("utf-8", "surrogateescape" if chunk.startswith(b"PUSH_REPLY")
+        text = escape_controls(chunk.decode("utf-8", "surrogateescape" if chunk.startswith(b"PUSH_REPLY")
                                              else "replace"))
         if _NOT_PRINT.search(chunk):
             refused.append(f"control message with invalid characters refused: {text[:80]}")
@@ -305,7 +305,7 @@ def split_text_messages_untrusted(data: bytes) -> tuple[list[str], list[str]]:
             out.append(text)
     if rest:
         refused.append("control message without NUL termination ignored: "
-                       + _escape_controls(rest[:80].decode("utf-8", "replace")))
+                       + escape_controls(rest[:80].decode("utf-8", "replace")))
     return out, refused
 
 

@@ -95,3 +95,14 @@ def test_an_old_client_is_given_the_cipher_its_options_string_names_when_data_ci
 def test_iv_ciphers_makes_the_options_string_cipher_moot(pki):
     c, s = _run_occ(pki, V26 + "IV_CIPHERS=AES-256-GCM\n", "AES-128-GCM", None, ["AES-128-GCM", "AES-256-GCM"])
     assert up(c, s) and s.cipher == "AES-256-GCM"
+
+
+def test_the_clients_cipher_list_reaches_the_log_without_its_control_characters(pki):
+    """review47d: IV_CIPHERS is the client's text; an ESC in it drove the terminal the log went to."""
+    c, s = _run(pki, V26 + "IV_CIPHERS=\x1b[2J\x07X:FOO\n", None)
+    said = _closed(s)[0].reason
+    assert "client supported ciphers '\\x1b[2J\\x07X:FOO'" in said, said
+    assert not any(ord(ch) < 0x20 for ch in said)
+    c, s = _run_occ(pki, V23, "\x1b]0;x\x07", None, ["AES-256-GCM"])
+    said = _closed(s)[0].reason
+    assert "client supports cipher '\\x1b]0;x\\x07'" in said and not any(ord(ch) < 0x20 for ch in said), said
