@@ -382,6 +382,8 @@ class ServerGateway(SignalWakes):
         out.update({"transport addresses": len(d.by_addr), "pending": len(d.pending),
                     "peer-ids": len(d.by_peer_id), "heirs": len(d.heirs), "tunnel addresses": len(d.by_vaddr),
                     "pool leased": len(pool.leased) if pool is not None else 0})
+        # A refused login's (or renegotiation's) remnant lives REFUSAL_HOLD s at most (refusals.py)
+        out.update({"refusal remnants": len(d.refusals), "refusal timers": d.refusals.timer_entries()})
         ops = self.ops
         out.update({"client infos": len(ops.info), "traffic books": len(ops.traffic.keys),
                     "inactive checks": len(ops.inactive), "TCP streams": len(self.conns),

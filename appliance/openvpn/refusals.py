@@ -138,6 +138,11 @@ class RefusedLogins:
     def __len__(self) -> int:
         return len(self.by_addr)
 
+    def timer_entries(self) -> int:
+        """Entries in the timer heap, stale ones included (a soak's book: bounded by the remnants
+        kept within REFUSAL_HOLD, each entry surfacing and dropped at most that long after)."""
+        return len(self._timers)
+
     def keep(self, addr, session, count) -> RefusedLogin | None:
         """What of `session` (refused, closed, not released yet) its last messages need, kept
         until acked or REFUSAL_HOLD s after they were first sent; None when all is acked already.
