@@ -33,6 +33,14 @@ connecting, renegotiating and leaving in a loop, while a driver
   first unreachable (a port nothing listens on, `server-poll-timeout 4`), and restarts it
   (SIGUSR1) every 15-40 s: each time it must be back within 60 s, its RSS and fds sampled too.
 
+- (`--reneg-refuse LO HI`, helper soak47) every LO-HI s one connected client is marked for refusal:
+  the server's password check (auth-user-pass-verify, with `auth-gen-token 0 external-auth` so the
+  renegotiation's token goes to it) says no at that client's next check -- its renegotiation, a
+  refusal mid-session, which over UDP leaves a refusal remnant (refusals.py). The client ends (told
+  AUTH_FAILED) and starts again as a new login; (`--reload-on-refusal P`) with probability P a
+  refusal seen in the server's log is followed 0.3-1 s later by a SIGHUP, the remnant count
+  read (SIGUSR2) just before it.
+
 `--reload-every LO HI` sets the SIGHUPs' spacing (50-70 s by default). With the server's
 PYTHONPATH on lab/reliability/loopwatch and LOOPWATCH set (`--server-env`), each sample also
 says the longest loop step since the last one; each also counts the server's log lines.
@@ -72,6 +80,17 @@ SAMPLE_EVERY = 30.0
 REPLY_LIMIT = 10.0          # a management reply slower than this is a finding (blocked)
 RESTART_PORT = 40000        # the in-place restarters' lport (each client has its own namespace)
 RESTART_BACK = 45.0         # a client restarted by a reload: back within this (30 s hold-off + reconnect)
+LOST_S = 3                  # --reneg-refuse over UDP: the refusal's control packets lost this long
+# P_CONTROL_V1 (opcode 4: the first byte's top 5 bits; plain under tls-auth/tls-crypt) from the
+# server to an address:port in `lost` (the verify script adds the refused one, with a timeout)
+LOSE_NFT = """table inet soak47 {
+  set lost { type ipv4_addr . inet_service; flags timeout; }
+  chain out {
+    type filter hook output priority 0; policy accept;
+    udp sport 1194 @th,64,5 4 ip daddr . udp dport @lost counter drop
+  }
+}
+"""
 VARIANT_ROUTE = re.compile(r"^198\.18\.(2[0-4]\d)\.0/24 ", re.M)   # the changing ccd route (ours: 200-249)
 
 
@@ -146,6 +165,7 @@ class Soak(SoakBase):
         self.revoked_at = 0.0
         self.rv_gone_noted = False
         self.reload_now = threading.Event()
+        self.reload_why = "a revoking CRL swap"  # what set reload_now (counted under it)
         self.variant = 0
         self.mgmt_lock = threading.Lock()        # Debian's server serves one management client at a time
         self.apart = {"rv", "cb"}                # clients with checks of their own (revoked; <connection> blocks)
@@ -157,6 +177,10 @@ class Soak(SoakBase):
         self.reload_restart_at: dict[str, float] = {}   # CN -> the last SIGHUP that changed its options
         self.procs: dict[str, Proc] = {}         # CN -> its running client (a reload restart's check reads its log)
         self.push_variant = 0                    # the config's own push (all clients' options)
+        self.deny_dir = lab.tmp / "deny"         # --reneg-refuse: deny-CN here, the verify script's no
+        self.deny_dir.mkdir()
+        self.denied: dict[str, float] = {}       # CN -> when it was marked for refusal
+        self.remnants_max = 0                    # the most refusal remnants read at once
 
     # ---- bookkeeping
     def finding(self, key: str, text: str) -> None:
@@ -175,7 +199,8 @@ class Soak(SoakBase):
         v = self.variant
         extra = (f"client-config-dir {self.ccd}\ncrl-verify {self.crl}\nmanagement {self.sock} unix\n"
                  f"status {self.status_file} 3\nstatus-version {2 + v % 2}\nscript-security 2\n"
-                 f"auth-user-pass-verify {self.lab.tmp / 'verify.sh'} via-file\nauth-gen-token 0\n"
+                 f"auth-user-pass-verify {self.lab.tmp / 'verify.sh'} via-file\n"
+                 f"auth-gen-token 0{' external-auth' if self.a.reneg_refuse else ''}\n"
                  f"ifconfig-pool-persist {self.ipp} 5\nmax-clients 100\nreneg-sec {self.a.reneg}\nhand-window {self.a.reneg // 2}\n"
                  f"push \"dhcp-option DOMAIN soak{self.push_variant}.example\"\n")
         if kind == "ours":
@@ -321,6 +346,17 @@ class Soak(SoakBase):
                     ups, downs = text.count(UP[kind]), len(DOWN[kind].findall(text))
                     end = time.monotonic() + rng.uniform(*self.a.stay)
                     while time.monotonic() < end and not self.cut.is_set():
+                        if not p.alive():
+                            # refused at its renegotiation (--reneg-refuse): AUTH_FAILED ends it
+                            with self.lock:
+                                marked = cn in self.denied
+                            self.count("clients ended while up (marked for refusal)" if marked
+                                       else "clients ended while up (unmarked)")
+                            if not marked:
+                                self.finding("client ended", f"{cn} ({kind}) ended unmarked: {p.log()[-1200:]!r}")
+                            elif re.search(r"AUTH_FAILED", p.log()):
+                                self.count(f"clients told AUTH_FAILED mid-session ({kind} client)")
+                            break
                         r = ns.run("ping -n -q -c 2 -i 0.3 -W 2 198.19.0.1", check=False, timeout=20)
                         got = re.search(r"(\d+) received", r.stdout)
                         self.count("pings sent", 2)
@@ -351,8 +387,10 @@ class Soak(SoakBase):
                     if p is not None:
                         with self.lock:
                             self.intended[cn] = time.monotonic()
+                            self.denied.pop(cn, None)
                             if self.procs.get(cn) is p:
                                 del self.procs[cn]
+                        (self.deny_dir / f"deny-{cn}").unlink(missing_ok=True)
                         self.set_up(cn, False)
                         p.stop(8)
                         self.forget(p, lab_checks=False)
@@ -556,7 +594,7 @@ class Soak(SoakBase):
             if self.done.is_set() or self.server is None or not self.server.alive() or not self.gate.is_set():
                 continue
             if asked:
-                self.count(f"reloads right after a revoking CRL swap ({self.kind})")
+                self.count(f"reloads right after {self.reload_why} ({self.kind})")
             before = self.mgmt_status() or {}
             self.variant += 1
             every = self.a.push_change_every
@@ -684,6 +722,64 @@ class Soak(SoakBase):
                 self.finding("reload restart old push", f"{cn}: {m.group(0) if m else 'no PUSH_REPLY'!r}, "
                              f"soak{pv} expected")
 
+    # ---- --reneg-refuse: refusals mid-session, and reloads while their remnants live
+    def refuser(self) -> None:
+        """Marks one connected client (not the in-place restarters, not rv/cb) every LO-HI s: the
+        verify script says no at its next check, its renegotiation (reneg-sec) in the main."""
+        rng = random.Random(self.a.seed + 19)
+        while not self.done.wait(rng.uniform(*self.a.reneg_refuse)):
+            if self.kind != "ours" or not self.gate.is_set():
+                continue
+            now = time.monotonic()
+            with self.lock:
+                cands = [cn for cn, v in self.up.items() if v["up"] and cn not in self.apart
+                         and cn not in self.denied and cn in self.procs and now - v["t"] > 5
+                         and not self.restarts_in_place(int(cn[1:]))]
+                if not cands:
+                    continue
+                cn = rng.choice(sorted(cands))
+                self.denied[cn] = now
+                # its end is the driver's doing: until its next renegotiation and the client's exit
+                self.intended[cn] = now + 2 * self.a.reneg + 30
+            (self.deny_dir / f"deny-{cn}").write_text("")
+            self.count("clients marked for refusal at renegotiation")
+
+    def refusal_watcher(self) -> None:
+        """Reads the server's log for refusals at renegotiation; after one, with probability
+        --reload-on-refusal, reads the remnant count (SIGUSR2) and sends SIGHUP (reload_now)."""
+        rng = random.Random(self.a.seed + 23)
+        at, srv = 0, None
+        while not self.done.wait(0.3):
+            if self.server is not srv:
+                at, srv = 0, self.server
+            if srv is None or self.kind != "ours" or not srv.alive():
+                continue
+            try:
+                with open(srv.log_path, "rb") as f:
+                    f.seek(at)
+                    chunk = f.read()
+            except OSError:
+                continue
+            cut = chunk.rfind(b"\n") + 1
+            at += cut
+            lines = [ln for ln in chunk[:cut].decode(errors="replace").splitlines() if "on renegotiation" in ln]
+            if not lines:
+                continue
+            self.count("refusals at renegotiation (server log)", len(lines))
+            if rng.random() >= self.a.reload_on_refusal:
+                continue
+            self.done.wait(rng.uniform(0.3, 1.0))
+            h = held(srv)
+            n = h.get("refusal remnants", 0)
+            with self.lock:
+                self.remnants_max = max(self.remnants_max, n)
+                self.c["refusal remnants at a refusal's SIGHUP (max)"] = self.remnants_max
+            self.count("SIGHUPs right after a refusal at renegotiation")
+            if n:
+                self.count("SIGHUPs while a refusal remnant lives")
+            self.reload_why = "a refusal at renegotiation"
+            self.reload_now.set()
+
     def crl_swapper(self) -> None:
         rng = random.Random(self.a.seed + 13)
         while not self.done.wait(rng.uniform(80, 100)):
@@ -697,6 +793,7 @@ class Soak(SoakBase):
             self.count("CRL swaps")
             if rev and rng.random() < 0.5:             # an operator's "new CRL, then reload": rv is kicked
                 self.done.wait(2)
+                self.reload_why = "a revoking CRL swap"
                 self.reload_now.set()
             self.count("CRL swaps revoking" if rev else "CRL swaps unrevoking")
 
@@ -924,6 +1021,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--status-poll", type=float, default=0, help="poll the management `status 2` every S s (0: not)")
     ap.add_argument("--conn-client", action="store_true",
                     help="one of our clients with two <connection> blocks (the first unreachable), restarted by SIGUSR1")
+    ap.add_argument("--reneg-refuse", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                    help="every LO-HI s a connected client is refused at its next renegotiation (our server's phase)")
+    ap.add_argument("--reload-on-refusal", type=float, default=0.0, metavar="P",
+                    help="with --reneg-refuse: a SIGHUP right after a refusal seen, with probability P")
     ap.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
                     help="environment of our server (e.g. PYTHONPATH to a sitecustomize that samples its heap)")
     a = ap.parse_args(argv)
@@ -937,8 +1038,20 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict = {"args": {k: str(v) for k, v in vars(a).items()}}
     with Lab(clients=certs, tmp=tmp) as lab:
         lab.write("creds.txt", "soakuser\nsoakpass\n").chmod(0o600)
-        v = lab.write("verify.sh", '#!/bin/sh\n[ "$(sed -n 2p "$1")" = soakpass ] && exit 0\nexit 1\n')
+        # --reneg-refuse: a marked name is refused once (its renegotiation's token, external-auth);
+        # over UDP the server's control packets to it are dropped for LOST_S s from the verdict on
+        # (nftables, the server's namespace), so the refusal's AUTH_FAILED is lost and its remnant
+        # lives, resending, until that loss is over
+        lose = (f'nft add element inet soak47 lost "{{ $untrusted_ip . $untrusted_port timeout {LOST_S}s }}"\n'
+                if a.proto == "udp" else "")
+        v = lab.write("verify.sh", f'#!/bin/sh\nd={lab.tmp / "deny"}\n'
+                      'if [ -e "$d/deny-$common_name" ]; then rm -f "$d/deny-$common_name"\n'
+                      f'{lose}  exit 1\nfi\n'
+                      '[ "$(sed -n 2p "$1")" = soakpass ] && exit 0\n'
+                      '[ "$session_state" = Authenticated ] && exit 0\nexit 1\n')
         v.chmod(0o755)
+        if a.reneg_refuse and a.proto == "udp":
+            lab.srv.run("nft -f - <<'EOF'\n" + LOSE_NFT + "EOF")
         soak = Soak(lab, a)
         soak.write_ccd()
         soak.write_crl(False)
@@ -952,6 +1065,8 @@ def main(argv: list[str] | None = None) -> int:
                     for f in (soak.mgmt_auth, soak.mgmt_poker, soak.reloader, soak.crl_swapper)]
         if a.status_poll > 0:
             threads.append(threading.Thread(target=soak.status_poller, daemon=True))
+        if a.reneg_refuse:
+            threads += [threading.Thread(target=f, daemon=True) for f in (soak.refuser, soak.refusal_watcher)]
         if a.conn_client:
             threads.append(threading.Thread(target=soak.conn_client, args=(lab.add_client_ns(46), 46), daemon=True))
         for t in threads:
