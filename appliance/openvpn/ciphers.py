@@ -139,10 +139,14 @@ def occ_cipher(options: str) -> str | None:
     key_method_2_read: remote_ciphername; `[null-cipher]` is "none"), else None. A 2.6 peer
     names one only when its data-ciphers lists it; a pre-2.4 one always does (BF-CBC by default),
     unless built with --enable-small (no options string)."""
-    for part in options.split(","):
-        if part.startswith("cipher "):
+    fields = options.split(",")
+    for i, part in enumerate(fields):
+        if part.startswith("cipher ") and (len(part) > len("cipher ") or i < len(fields) - 1):
+            # review47f: an empty value with more fields after it ("cipher ,auth SHA1") is an
+            # empty cipher NAMED, as 2.6.14's options_string_extract_option reads it (it counts the
+            # rest of the whole string): the client is refused, not given data-ciphers-fallback.
             name = part[len("cipher "):]
-            return "none" if name == "[null-cipher]" else (name or None)
+            return "none" if name == "[null-cipher]" else name
     return None
 
 
@@ -160,7 +164,7 @@ def choose(peer_info: dict[str, str], data_ciphers, fallback: str | None, occ: s
     for c in data_ciphers:
         if (c in theirs or (remote is not None and c == remote)) and is_supported(c):
             return c
-    if theirs or occ:
+    if theirs or occ is not None:
         # review47d: a pre-2.4 client saying `cipher AES-256-CBC` was given the fallback (another
         # cipher, which it does not take: a tunnel up on both ends that carried nothing).
         return None
@@ -191,7 +195,7 @@ def no_common(peer_info: dict[str, str], data_ciphers, occ: str | None = None) -
     if theirs:
         return (f"No common cipher between server and client. Server data-ciphers: '{':'.join(data_ciphers)}', "
                 f"client supported ciphers '{escape_controls(':'.join(theirs))}'")
-    if occ:
+    if occ is not None:
         return (f"No common cipher between server and client. Server data-ciphers: '{':'.join(data_ciphers)}', "
                 f"client supports cipher '{escape_controls(occ)}'")
     return ("No NCP or OCC cipher data received from peer. Use --data-ciphers-fallback with the cipher the "
