@@ -178,11 +178,21 @@ class RefusedLogins:
         r = self.by_addr.pop(addr, None)
         if r is not None:
             _retire(r)
+            if not self.by_addr:
+                self._forget_timers()
 
     def clear(self) -> None:
         for r in self.by_addr.values():
             _retire(r)
         self.by_addr.clear()
+        self._forget_timers()
+
+    def _forget_timers(self) -> None:
+        """No remnant left: every heap entry is stale. Why drop them now (review47f): the server
+        services this heap only while a remnant lives, so a remnant ended by its client's ack
+        left its entry (and its emptied object) there until the next refusal -- SIGUSR2's
+        'refusal timers' stayed 1 on an idle server, which a soak reads as not level."""
+        self._timers = TimerHeap()
 
     def after_receive(self, r: RefusedLogin) -> None:
         """After r.receive: all acked, it goes."""
