@@ -20,7 +20,7 @@ import socket
 from ..ioerrors import PortGone, dev_name_cut, tun_open_failed
 from ..openvpn.config import Options
 from ..openvpn.config.model import route_network
-from ..openvpn.profile_push import device_mtu, redirect_in_effect  # (redirect_in_effect: tunnel's tests' name)
+from ..openvpn.profile_push import device_mtu, redirect_defaults, redirect_in_effect  # (redirect_in_effect: tunnel's tests' name)
 from ..openvpn.route6 import parse_net6 as _net6
 from ..router.links import AddressSet, add_address6, configure_tun, link_up
 from ..router.route_record import RouteRecord
@@ -526,8 +526,7 @@ class TunnelNetwork(_TunAndRoutes):
     def _redirect4(self, pushed) -> bool:
         """Whether this push's routes redirect the IPv4 default route (redirect-gateway without
         !ipv4, or a pushed default route)."""
-        flags = redirect_in_effect(self.opts, pushed)[0]
-        return (flags is not None and "!ipv4" not in flags) or any(self._default4(*r) for r in pushed.routes)
+        return redirect_defaults(self.opts, pushed)[0] or any(self._default4(*r) for r in pushed.routes)
 
     def _device_at(self, pushed) -> int:
         """The device (opened on the first push) at this push's MTU, else the profile's; the MTU."""
@@ -693,7 +692,7 @@ class TunnelNetwork(_TunAndRoutes):
         self._route_lines = 0
         gw4, gw6 = self._gateway4(pushed), self._gateway6(pushed)
         flags = redirect_in_effect(self.opts, pushed)[0]
-        redirect4 = flags is not None and "!ipv4" not in flags
+        redirect4, redirect6 = redirect_defaults(self.opts, pushed)
         priv = self._private(pushed)
         if priv is not None:
             # Its host route came with server_path (above); block-local as redirect-gateway's.
@@ -701,7 +700,7 @@ class TunnelNetwork(_TunAndRoutes):
                      remote_ip, "" if server_path is not None else " (no host route: local, or an IPv6 server)")
         # block-ipv6 (OpenVPN: as redirect-gateway ipv6): all IPv6 into the TUN, where the client
         # answers it with "no route" (gateway/block_ipv6.py), so none leaves outside the tunnel.
-        redirect6 = (flags is not None and "ipv6" in flags) or self.block_ipv6 or (priv is not None and "ipv6" in priv)
+        redirect6 = redirect6 or self.block_ipv6
         # A pushed default route: the two halves, like def1 (found ahead, see below).
         redirect4 = redirect4 or any(self._default4(*r) for r in pushed.routes)
         redirect6 = redirect6 or any(self._default6(n6, g6, has6) for n6, g6, _x in pushed.routes_ipv6)

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..lan.pushed_dns import not_through_the_tunnel
-from ..openvpn.profile_push import redirect_in_effect
+from ..openvpn.profile_push import redirect_defaults
 
 # A DNS name as resolv.conf and resolved accept it (no spaces or control bytes from the server).
 _NAME = re.compile(r"^(?=.{1,253}\.?\Z)([A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*"
@@ -106,8 +106,7 @@ def from_pushed(pushed, redirect_local: list[str] | None = None, private_local: 
     # read as "redirect-gateway's line, then redirect-private's" it was redirect-private's, no
     # default here); and redirect-private's `ipv6` redirects IPv6 as redirect-gateway's does
     # (2.6's options.c sets the same routes_ipv6 flag; gateway/tunnel.py routes it so).
-    rg, rp = redirect_in_effect(_Profile(redirect_local, private_local, list(redirect_lines or ())), pushed)
-    default_route = (rg is not None and ("!ipv4" not in rg or "ipv6" in rg)) or (rp is not None and "ipv6" in rp)
+    default_route = any(redirect_defaults(_Profile(redirect_local, private_local, list(redirect_lines or ())), pushed))
     return DnsSettings(tuple(servers), tuple(search), tuple(routing), default_route, tuple(skipped),
                        tuple(f"{x} ({why})" for x, why in list(refused.items())[:MAX_SERVERS]))
 

@@ -85,6 +85,17 @@ def redirect_in_effect(opts, pushed) -> "tuple[set[str] | None, set[str] | None]
     return None, flags | {"!ipv4"}
 
 
+def redirect_defaults(opts, pushed) -> "tuple[bool, bool]":
+    """Whether the redirect lines in effect (redirect_in_effect) send the IPv4 / the IPv6 default
+    route into the tunnel: redirect-gateway without `!ipv4`; `ipv6` of either directive (2.6's
+    one routes_ipv6 flag). The one reading of the flags for the routes (gateway/tunnel.py) and run
+    --dns's default-route domain (host/dns_settings.py) -- review47f: each wrote it out apart.
+    Pushed default routes and block-ipv6 are the tunnel's own additions, not redirect lines."""
+    rg, rp = redirect_in_effect(opts, pushed)
+    return ((rg is not None and "!ipv4" not in rg),
+            (rg is not None and "ipv6" in rg) or (rp is not None and "ipv6" in rp))
+
+
 def _in_order(o) -> "list[tuple[bool, list[str]]]":
     """`o`'s redirect lines in reading order: its redirect_lines, or -- a stand-in without
     them (the DNS tests', HostDns) -- its merged redirect-gateway line, then redirect-private's."""

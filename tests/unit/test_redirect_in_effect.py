@@ -97,3 +97,24 @@ def test_two_pushed_lines_add_up_as_in_2_6():
     assert redirect_in_effect(_opts(), pushed) == ({"def1", "ipv6"}, None) and did_redirect(_opts(), pushed)
     pushed = parse_push_reply_untrusted(BASE + ",redirect-gateway def1,redirect-gateway ipv6 !ipv4")
     assert redirect_in_effect(_opts(), pushed) == ({"def1", "ipv6", "!ipv4"}, None)
+
+
+@pytest.mark.parametrize("profile, push, v4, v6", [
+    ("", "", False, False),
+    ("", ",redirect-gateway def1", True, False),
+    ("", ",redirect-gateway ipv6 !ipv4", False, True),
+    ("redirect-private ipv6\n", "", False, True),                  # redirect-private's ipv6 too (2.6: routes_ipv6)
+    ("redirect-private\n", ",redirect-gateway def1 ipv6 !ipv4", False, True),
+    ("redirect-gateway ipv6 !ipv4\n", ",redirect-gateway def1", True, True),
+    ("redirect-gateway def1\n", ",redirect-private", True, False),
+])
+def test_routes_and_run_dns_read_one_answer(profile, push, v4, v6):
+    """review47f: the default routes (tunnel.py) and run --dns's default domain (dns_settings) both
+    read profile_push.redirect_defaults: the DNS is the default exactly when a default route is."""
+    from appliance.host.dns_settings import from_pushed
+    from appliance.openvpn.profile_push import redirect_defaults
+    opts = _opts(profile)
+    pushed = parse_push_reply_untrusted(BASE + push + ",dhcp-option DNS 198.18.70.1")
+    assert redirect_defaults(opts, pushed) == (v4, v6)
+    dns = from_pushed(pushed, opts.redirect_gateway, opts.redirect_private, opts.redirect_lines)
+    assert dns.default_route == (v4 or v6)
