@@ -103,7 +103,10 @@ def cipher_dropped(cipher: "str | None", cfg, peer_info: "dict[str, str] | None"
             return None
         return Tightened(f"its data cipher {cipher} is not what its client-config-dir lines choose under the "
                          f"reload's data-ciphers ({want or 'none in common'})")
-    if cipher in cfg.data_ciphers or cipher == cfg.data_ciphers_fallback:
+    # The fallback only for a client it would still be given to (review47f: one that named its
+    # ciphers, or its options string's one, gets none in 2.6.14 -- ciphers.choose).
+    if cipher in cfg.data_ciphers or (cipher == cfg.data_ciphers_fallback and ciphers.choose(
+            peer_info or {}, cfg.data_ciphers, cfg.data_ciphers_fallback, occ) == cipher):
         return None
     return Tightened(f"its data cipher {cipher} is not among the reload's data-ciphers (a cipher it never "
                      "negotiated under them)")

@@ -199,3 +199,17 @@ def test_a_kept_clients_cipher_is_judged_with_its_ccd_lines_as_at_its_connect():
     assert cipher_dropped("AES-128-GCM", cfg, info, parse_ccd("data-ciphers CHACHA20-POLY1305\n"))
     assert cipher_dropped("AES-128-GCM", cfg, info, parse_ccd("data-ciphers AES-256-GCM\n"))   # none in common
     assert cipher_dropped("AES-128-GCM", cfg, info, parse_ccd("push-reset\n")) is not None   # no cipher line
+
+
+def test_a_kept_client_on_the_fallback_name_that_named_its_ciphers_is_told_when_the_reload_retires_it():
+    """review47f: a client that named its ciphers (IV_CIPHERS, or its options string's `cipher`)
+    gets no data-ciphers-fallback in 2.6.14 (multi.c): after a reload that takes AES-256-GCM out of
+    data-ciphers but names it as the fallback, 2.6's reconnect refuses such a client; ours kept it
+    on AES-256-GCM because the name equalled the fallback. A client that named nothing keeps it."""
+    from types import SimpleNamespace as NS
+    from appliance.openvpn.given import cipher_dropped
+    cfg = NS(data_ciphers=["AES-128-GCM"], data_ciphers_fallback="AES-256-GCM")
+    assert cipher_dropped("AES-256-GCM", cfg, {"IV_CIPHERS": "AES-256-GCM"}) is not None
+    assert cipher_dropped("AES-256-GCM", cfg, {}, None, "AES-256-GCM") is not None      # pre-2.4: its `cipher`
+    assert cipher_dropped("AES-256-GCM", cfg, {"IV_VER": "2.3.18"}) is None              # named nothing: the fallback
+    assert cipher_dropped("AES-128-GCM", cfg, {"IV_CIPHERS": "AES-256-GCM"}) is None     # in the list: kept as before
