@@ -32,6 +32,10 @@ def test_a_client_connecting_through_a_reload_that_disables_it_is_not_let_in(opk
     assert started.exists(), "client1's connect script never ran"
     (ccd / "client1").write_text("disable\n")
     assert gw.ops.reload()
+    # The reload's reading runs in its worker: let it apply while the script still holds client1's
+    # connect, the case under test. Under CI's load the script once ended first, and the connect
+    # then read the new ccd itself (AUTH_FAILED at once, no RESTART: right, but another path).
+    assert w.run(lambda: not gw.ops._reload_busy, max_time=20), "the reload was never applied"
     go.touch()
     end = time.monotonic() + 20
     while time.monotonic() < end and not _up(w, 1) and "says disable" not in caplog.text:
