@@ -63,6 +63,24 @@ def _link_local(p) -> bool:
     """Whether IPv6 packet p's source is in fe80::/10."""
     return p[8] == 0xFE and p[9] & 0xC0 == 0x80
 
+
+# An inner source no host sends from (RFC 1122 3.2.1.3, RFC 4291 2.5.2-2.7): dropped from every
+# client, even one whose iroute covers it. 2.6 checks a source against its routes alone, so a
+# client with a wide iroute (`iroute 0.0.0.0 0.0.0.0`, `iroute-ipv6 ::/0`: a site's gateway) sent
+# multicast, broadcast, loopback and unspecified sources into the server's TUN and, with
+# client-to-client, to every other client -- packets that look like their own host's or a group's.
+NON_HOST_SOURCE = "inner packet from an address no host sends from"
+
+
+def _non_host4(src) -> bool:
+    """0.0.0.0/8, 127.0.0.0/8, multicast 224.0.0.0/4, reserved 240.0.0.0/4 and 255.255.255.255."""
+    return src[0] == 0 or src[0] == 127 or src[0] >= 224
+
+
+def _non_host6(src) -> bool:
+    """Multicast ff00::/8, the unspecified :: and loopback ::1."""
+    return src[0] == 0xFF or (not any(src[:15]) and src[15] <= 1)
+
 # A client's moves (float) make at most one ClientFloated event, so one log line, per this many
 # seconds; the others are counted and the next event says how many there were.
 FLOAT_REPORT_EVERY = 5.0
@@ -427,6 +445,10 @@ class ServerDispatcher(ClientPush):
                 if own6 is not None and text6 == own6:
                     ok.append(p)
                     continue
+                if _link_local(p) or _non_host6(src6):
+                    # (before the routes: a wide iroute-ipv6 covers them, but no client's are routed)
+                    self._refused(rec, p, LINK_LOCAL_SOURCE if _link_local(p) else NON_HOST_SOURCE)
+                    continue
                 owner = self.by_vaddr.get(text6)
                 if owner is None and rec.iroutes6 and text6 != self.st.local_ip6:
                     # (not the server's own address, even inside the client's iroute-ipv6: its
@@ -435,8 +457,7 @@ class ServerDispatcher(ClientPush):
                 if owner is rec:
                     ok.append(p)
                 else:
-                    self._refused(rec, p, LINK_LOCAL_SOURCE if _link_local(p)
-                                  else "inner packet with a source the client does not own")
+                    self._refused(rec, p, "inner packet with a source the client does not own")
                 continue
             if v != 4:
                 self._refused(rec, p, "inner packet not IP")
@@ -446,6 +467,9 @@ class ServerDispatcher(ClientPush):
                 ok.append(p)
                 continue
             src = bytes(src)
+            if _non_host4(src):
+                self._refused(rec, p, NON_HOST_SOURCE)
+                continue
             owner = by_vaddr4.get(src)
             if owner is None and rec.iroutes and src != self.st.local_ip4:
                 # (not the server's own address, even inside the client's iroute: as for IPv6)
@@ -828,16 +852,25 @@ class ServerDispatcher(ClientPush):
 
     # ---------------------------------------------------------------- send
     def route_packet(self, p) -> ClientRecord | None:
-        """The client an inner packet is for (its pool address or an iroute), from the header."""
+        """The client an inner packet is for (its pool address or an iroute), from the header.
+
+        Never a client for the server's own tunnel address, even inside a client's iroute
+        (`iroute 0.0.0.0 0.0.0.0`, one over the pool): with client-to-client every other
+        client's packets to the server -- its DNS, its pings of the gateway -- went to that
+        client, which could answer as the server (2.6 looks the destination up the same way, by
+        our reading of multi.c). As _check_sources never lends it as a source."""
         if p[0] >> 4 == 6:
             if len(p) < 40:
                 return None
             dst6 = bytes(p[24:40])
-            rec = self.by_vaddr.get(str(ipaddress.IPv6Address(dst6)))
-            return rec if rec is not None or not self.iroutes6.lens else self.iroutes6.lookup(dst6)
+            text6 = str(ipaddress.IPv6Address(dst6))
+            rec = self.by_vaddr.get(text6)
+            if rec is not None or not self.iroutes6.lens or text6 == self.st.local_ip6:
+                return rec
+            return self.iroutes6.lookup(dst6)
         dst = bytes(p[16:20])
         rec = self.by_vaddr4.get(dst)
-        if rec is not None or not self.iroutes.lens:
+        if rec is not None or not self.iroutes.lens or dst == self.st.local_ip4:
             return rec
         return self.iroutes.lookup(dst)
 
