@@ -66,9 +66,10 @@ def _link_local(p) -> bool:
 
 # An inner source no host sends from (RFC 1122 3.2.1.3, RFC 4291 2.5.2-2.7): dropped from every
 # client, even one whose iroute covers it. 2.6 checks a source against its routes alone, so a
-# client with a wide iroute (`iroute 0.0.0.0 0.0.0.0`, `iroute-ipv6 ::/0`: a site's gateway) sent
-# multicast, broadcast, loopback and unspecified sources into the server's TUN and, with
-# client-to-client, to every other client -- packets that look like their own host's or a group's.
+# client with a wide iroute (`iroute 0.0.0.0 0.0.0.0`, `iroute-ipv6 ::/0`: a site's gateway) sends
+# multicast, broadcast, loopback and unspecified sources into its TUN and, with client-to-client,
+# to every other client (seen with Debian's 2.6.14 server) -- packets that look like their own
+# host's or a group's. Ours did the same.
 NON_HOST_SOURCE = "inner packet from an address no host sends from"
 
 
@@ -855,10 +856,11 @@ class ServerDispatcher(ClientPush):
         """The client an inner packet is for (its pool address or an iroute), from the header.
 
         Never a client for the server's own tunnel address, even inside a client's iroute
-        (`iroute 0.0.0.0 0.0.0.0`, one over the pool): with client-to-client every other
-        client's packets to the server -- its DNS, its pings of the gateway -- went to that
-        client, which could answer as the server (2.6 looks the destination up the same way, by
-        our reading of multi.c). As _check_sources never lends it as a source."""
+        (`iroute 0.0.0.0 0.0.0.0`, one over the pool), as 2.6's multi_get_instance_by_virtual_addr
+        answers no client for its local address (IPv4; here IPv6 too). Ours looked it up as any
+        destination: with client-to-client every other client's packets to the server -- its
+        DNS, its pings of the gateway -- went to that client, which could answer as the server.
+        As _check_sources never lends it as a source."""
         if p[0] >> 4 == 6:
             if len(p) < 40:
                 return None
