@@ -22,19 +22,21 @@ SERVER6 = "fd00:77::1"
 V6 = "server-ipv6 fd00:77::/64\n"
 
 
-def _world(pki, tmp_path, ccd: dict[str, str] | None = None, extra: str = "") -> World:
-    """Our server (tun, topology subnet, client-to-client, IPv4 and IPv6) with the attacker
-    (client0) and the victim (client1) up; `ccd`: client-config-dir files by client name."""
+def _world(pki, tmp_path, ccd: dict[str, str] | None = None, extra: str = "", proto: str = "udp") -> World:
+    """Our server (tun, topology subnet unless `extra` says otherwise, client-to-client, IPv4 and
+    IPv6) with the attacker (client0) and the victim (client1) up; `ccd`: client-config-dir files
+    by client name."""
     w = World()
-    w.add_server(server_conf(pki, extra=V6 + extra))
+    w.add_server(server_conf(pki, "tcp-server" if proto == "tcp" else "udp", extra=V6 + extra))
     if ccd:
         d = tmp_path / "ccd"
         d.mkdir()
         for name, text in ccd.items():
             (d / name).write_text(text)
         w.server.st.ccd = ccd_loader(str(d))
-    w.add_client(client_conf(pki, "client0"))
-    w.add_client(client_conf(pki, "client1"))
+    cproto = "tcp-client" if proto == "tcp" else "udp"
+    w.add_client(client_conf(pki, "client0", proto=cproto))
+    w.add_client(client_conf(pki, "client1", proto=cproto))
     assert w.run(lambda: _up(w, 0) and _up(w, 1), max_time=30)
     return w
 
@@ -91,7 +93,8 @@ def test_a_wide_iroute_passes_no_source_that_no_host_sends_from(pki, tmp_path):
     _victim_unharmed(w, before, b"after-nonhost")
 
 
-def test_a_wide_iroute_does_not_take_the_servers_own_address_from_the_other_clients(pki, tmp_path):
+@pytest.mark.parametrize("proto,topology", [("udp", "subnet"), ("tcp", "net30")])
+def test_a_wide_iroute_does_not_take_the_servers_own_address_from_the_other_clients(pki, tmp_path, proto, topology):
     """client0 routes everything (as above), client-to-client on: client1's packets to the
     server's own tunnel addresses (198.19.0.1, fd00:77::1 -- its DNS, the gateway it pings) were
     looked up as any destination, found in client0's iroute, and sent to client0, which could
@@ -99,7 +102,7 @@ def test_a_wide_iroute_does_not_take_the_servers_own_address_from_the_other_clie
     none for it; Debian's server answered the pings in tests/interop/test_authenticated_client_vs_openvpn.py's setup). They reach the server's TUN and not client0; client1's packets for
     client0's networks still go to client0."""
     w = _world(pki, tmp_path, {"client0": "iroute 0.0.0.0 0.0.0.0\niroute-ipv6 ::/0\n"},
-               extra="route 0.0.0.0 0.0.0.0\nroute-ipv6 ::/0\n")
+               extra=f"route 0.0.0.0 0.0.0.0\nroute-ipv6 ::/0\ntopology {topology}\n", proto=proto)
     before = _identity(w, 1)
     own6 = w.client_nets[1].pushed.ifconfig_ipv6[0].split("/")[0]
     vtun, stun, atun = w.client_nets[1].tun, w.server_net.tun, w.client_nets[0].tun
