@@ -109,7 +109,7 @@ class ServerTunnelNetwork:
         if (cut := dev_name_cut(o, name, tun.name)) is not None:
             log.warning("%s", cut)
         spec = self.spec(tun.name)
-        there, why = configure_checked(spec, self.routes, self.addrs)
+        not_added, why = configure_checked(spec, self.routes, self.addrs)
         if why is not None:
             self.close()
             # The device's own name (tun0), not the `dev` template (tun%d) it was made from.
@@ -118,9 +118,9 @@ class ServerTunnelNetwork:
             log.info("TUN %s: IPv6 %s/%d", tun.name, *spec["addr6"])
         a = server_addressing(o)
         for net, plen, _metric in spec["routes"][len(a.routes) if a is not None else 0:]:     # (`server`'s own first)
-            _route_line("route", net, plen, tun.name, there)
+            _route_line("route", net, plen, tun.name, not_added)
         for net, plen, _metric in spec["routes6"]:
-            _route_line("route-ipv6", net, plen, tun.name, there)
+            _route_line("route-ipv6", net, plen, tun.name, not_added)
         if tap:
             log.info("TAP %s up (layer 2), address %s%s", tun.name,
                      "%s/%d" % tuple(spec["addr"][:2]) if spec["addr"] else "none (a bridge port)",
@@ -158,16 +158,20 @@ class ServerTunnelNetwork:
                 self.tun = None
 
 
-def _route_line(directive: str, net: str, plen: int, dev: str, there: list[tuple[str, int]]) -> None:
-    """The log line of one `route`/`route-ipv6` of the config: added, or left to the route the
-    kernel had already (`there`: EEXIST, the same network at the same metric -- another NIC's
-    connected network, a route someone added). OpenVPN 2.6 adds its own beside that one (and
-    takes its traffic); ours leaves it, and says so instead of a line saying it was added."""
-    if (net, plen) in there:
+def _route_line(directive: str, net: str, plen: int, dev: str, not_added: dict[tuple[str, int], str | None]) -> None:
+    """The log line of one `route`/`route-ipv6` of the config: added; left to the route the kernel
+    had already (`not_added` None: EEXIST, the same network at the same metric -- another NIC's
+    connected network, a route someone added; OpenVPN 2.6 adds its own beside that one and takes
+    its traffic, ours leaves it and says so); or refused by the kernel (`not_added` the reason:
+    the server runs on without it, as 2.6 -- "ERROR: Linux route add command failed")."""
+    if (net, plen) not in not_added:
+        log.info("%s %s/%d dev %s", directive, net, plen, dev)
+    elif not_added[(net, plen)] is None:
         log.warning("%s %s/%d dev %s not added: the kernel routes that network at that metric already "
                     "(`ip route show %s/%d`); that route is left as it is", directive, net, plen, dev, net, plen)
     else:
-        log.info("%s %s/%d dev %s", directive, net, plen, dev)
+        log.error("%s %s/%d dev %s not added: the kernel refused it (%s); running without it, as OpenVPN 2.6",
+                  directive, net, plen, dev, not_added[(net, plen)])
 
 
 class SetupRefused(Exception):
@@ -189,23 +193,28 @@ def _step(what: str, v6: bool = False):
 
 
 def configure_checked(spec: dict, routes: RouteSet | None = None,
-                      addrs: AddressSet | None = None) -> tuple[list[tuple[str, int]], str | None]:
-    """`configure`: (the routes the kernel had already, None), or ([], why it failed) -- the
-    server stops its start with that reason (PortGone), and what was added up to then is in
-    `routes` and `addrs` for close to remove."""
+                      addrs: AddressSet | None = None) -> tuple[dict[tuple[str, int], str | None], str | None]:
+    """`configure`: (the routes not added, None), or ({}, why it failed) -- the server stops its
+    start with that reason (PortGone), and what was added up to then is in `routes` and `addrs`
+    for close to remove."""
     try:
         return configure(spec, routes, addrs), None
     except SetupRefused as e:
-        return [], str(e)
+        return {}, str(e)
     except Exception as e:  # noqa: BLE001 - the device gone (RuntimeError), an address it cannot take
-        return [], f"{type(e).__name__}: {e}"
+        return {}, f"{type(e).__name__}: {e}"
 
 
-def configure(spec: dict, routes: RouteSet | None = None, addrs: AddressSet | None = None) -> list[tuple[str, int]]:
+def configure(spec: dict, routes: RouteSet | None = None,
+              addrs: AddressSet | None = None) -> dict[tuple[str, int], str | None]:
     """Addresses, MTU, link up and routes of the server's TUN (rtnetlink, appliance/tun/rtnl.py),
-    each one added remembered in `routes` / `addrs` (for close). Returns the routes (network,
-    prefix length) not added because the kernel had one to that network at that metric
-    (RouteSet.add: EEXIST is not ours to replace); SetupRefused naming the step the kernel refused.
+    each one added remembered in `routes` / `addrs` (for close). SetupRefused naming the step when
+    the kernel refuses the device, an address or the link: the start stops (2.6 exits there too).
+    A route the kernel does not take does not stop it: as OpenVPN 2.6 ("ERROR: Linux route add
+    command failed", and on), a `route` with host bits outside its mask (EINVAL) or a duplicate
+    leaves the server running without that route (a config written for 2.6 that started there
+    starts here). Returns those routes, (network, prefix length) -> None for one the kernel had
+    already at that metric (RouteSet.add: EEXIST is not ours to replace), else the kernel's reason.
     The device's own addresses stay (no flush): on a device made beforehand they are a user's."""
     from ..router.links import add_address6, configure_tun, link_up, set_lladdr
 
@@ -225,10 +234,24 @@ def configure(spec: dict, routes: RouteSet | None = None, addrs: AddressSet | No
             add_address6(dev, spec["addr6"][0], spec["addr6"][1], added=addrs)
     if routes is None:
         routes = RouteSet()
-    there: list[tuple[str, int]] = []
+    not_added: dict[tuple[str, int], str | None] = {}
     for net, plen, metric in spec["routes"] + spec.get("routes6", []):
-        what = f"route {net}/{plen} dev {dev}" + (f" metric {metric}" if metric is not None else "")
-        with _step(what, v6=":" in net):
+        try:
             if not routes.add(net, plen, dev=dev, metric=metric):
-                there.append((net, plen))
-    return there
+                not_added[(net, plen)] = None
+        except OSError as e:            # NetlinkError: the kernel's refusal of this route alone
+            not_added[(net, plen)] = route_refusal(net, plen, e)
+    return not_added
+
+
+def route_refusal(net: str, plen: int, e: OSError) -> str:
+    """Why the kernel refused a route, in words: for EINVAL on an IPv4 network with host bits
+    outside its mask (`route 198.18.5.1 255.255.255.0`; 2.6 hands it over unmasked and the kernel
+    refuses it the same way), the network meant. One place for the server's and the client's lines."""
+    why = e.strerror or str(e)
+    if e.errno == errno.EINVAL and ":" not in net:
+        with contextlib.suppress(ValueError):
+            n = ipaddress.IPv4Network(f"{net}/{plen}", strict=False)
+            if str(n.network_address) != net:
+                why += f": host bits set outside the /{plen} mask (the network is {n})"
+    return why

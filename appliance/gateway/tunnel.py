@@ -29,7 +29,7 @@ from ..tun.device import TunDevice
 from ..tun.rtnl import NetlinkError, Rtnl, link_index
 from .eventlog import some_of
 from .route_delay import delay_in_effect, routes_wait_for_dhcp
-from .server_net import mask_to_prefix
+from .server_net import mask_to_prefix, route_refusal
 
 log = logging.getLogger("vpn-appliance")
 MAX_ROUTE_LINES = 32     # log lines about single pushed routes per push (_route_line)
@@ -45,6 +45,17 @@ WIDEST_SUBNET6 = 32
 _TAKEN = "pushed %s: the host already has a route for it (left as it is); not through the tunnel"
 # The same for a net_gateway route: the one there may be the tunnel's (a redirect's half).
 _TAKEN_NG = "pushed %s net_gateway: the host already has a route for it (left as it is); not the pre-tunnel way"
+
+
+def _refused(net: str, mask: str, e: Exception) -> str:
+    """Why a pushed route was left out: the kernel's refusal in words (server_net.route_refusal:
+    `route 198.18.5.1 255.255.255.0` names the network meant), else the check's own message."""
+    if isinstance(e, OSError) and e.errno is not None:
+        try:
+            return route_refusal(net, mask_to_prefix(mask), e)
+        except ValueError:
+            pass
+    return str(e)
 
 
 def _pushed_network(net: str, remote_ip: str) -> str:
@@ -441,7 +452,22 @@ class TunnelNetwork(_TunAndRoutes):
                 except (ValueError, NetlinkError, OSError) as e:
                     log.warning("route %s %s: not installed (%s); skipped", net, mask, e)
                 continue
-            self.routes.add(net, mask_to_prefix(mask or "255.255.255.255"), dev=self.tun.name, metric=m)
+            prefix = mask_to_prefix(mask or "255.255.255.255")
+            try:
+                added = self.routes.add(net, prefix, dev=self.tun.name, metric=m)
+            except (NetlinkError, OSError) as e:
+                # As OpenVPN 2.6 ("ERROR: Linux route add command failed", and on): one route the
+                # kernel refuses -- host bits outside the mask (EINVAL), among others -- is said
+                # and left out, the tunnel and the other routes stay. It stopped the push's apply
+                # before, and the client reconnected each second for as long as it ran.
+                log.error("route %s %s: not installed, the kernel refused it (%s); skipped", net, mask,
+                          route_refusal(net, prefix, e))
+                continue
+            if added:
+                log.info("route %s/%d dev %s", net, prefix, self.tun.name)
+            else:
+                log.warning("route %s/%d: the host already has a route for it (left as it is); not through "
+                            "the tunnel", net, prefix)
 
     # route-delay (gateway/route_delay.py): what the routes wait with -- (pushed, remote_ip, has6,
     # kind, the server's pre-tunnel path or None): "routes" (added as at tunnel-up), "dhcp" (route-gateway dhcp: redirect-gateway via
@@ -739,7 +765,8 @@ class TunnelNetwork(_TunAndRoutes):
                 self._route4(_pushed_network(net, remote_ip), mask, gw, metric, ng4, gw4)
             except (ValueError, NetlinkError, OSError) as e:
                 # As OpenVPN: a route the host refuses is reported and skipped, the tunnel stays.
-                self._route_line(logging.WARNING, "pushed route %s %s: not installed (%s); skipped", net, mask, e)
+                self._route_line(logging.WARNING, "pushed route %s %s: not installed (%s); skipped", net, mask,
+                                 _refused(net, mask, e))
         for net6, g6, metric6 in pushed.routes_ipv6:
             try:
                 self._route6(net6, g6, ng6, has6, metric6, gw6)
