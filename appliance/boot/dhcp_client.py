@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 from pyroute2 import IPRoute
 
 from ..transport import sockfilter
+from ..tun.rtnl import whole_dump
 from ..logpace import NoteLimit, times
 
 if TYPE_CHECKING:
@@ -709,7 +710,8 @@ def _apply(ifname: str, offer: Offer) -> None:
             # renewal thread logs it and tries again after retry_min.
             raise OSError(errno.ENODEV, f"{ifname}: no such interface (gone?)")
         idx = found[0]
-        have = [(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=idx, family=socket.AF_INET)]
+        have = [(a.get_attr("IFA_ADDRESS"), a["prefixlen"])
+                for a in whole_dump(lambda: ipr.get_addr(index=idx, family=socket.AF_INET), "address")]
         if have != [(offer.address, offer.prefixlen)]:
             ipr.flush_addr(index=idx, family=socket.AF_INET)
             ipr.addr("add", index=idx, address=offer.address, prefixlen=offer.prefixlen)
@@ -990,12 +992,13 @@ class _Client:
                 if not links or not links[0]["flags"] & IFF_UP:
                     return False
                 have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"])
-                        for a in ipr.get_addr(index=idx, family=socket.AF_INET)}
+                        for a in whole_dump(lambda: ipr.get_addr(index=idx, family=socket.AF_INET), "address")}
                 if (lease.address, lease.prefixlen) not in have:
                     ipr.addr("add", index=idx, address=lease.address, prefixlen=lease.prefixlen)
                     added.append(f"{lease.address}/{lease.prefixlen}")
                 if lease.router and (added or link_back) and not any(
-                        r["dst_len"] == 0 for r in ipr.get_routes(family=socket.AF_INET, table=254)):
+                        r["dst_len"] == 0
+                        for r in whole_dump(lambda: ipr.get_routes(family=socket.AF_INET, table=254), "route")):
                     ipr.route("add", dst="0.0.0.0/0", gateway=lease.router, oif=idx)
                     added.append(f"default via {lease.router}")
         now = self.clock()

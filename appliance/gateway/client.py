@@ -43,6 +43,7 @@ from ..openvpn.tls import CHAIN_UNREADABLE, CHAIN_UNREADABLE_SAID
 from ..transport.link import TcpLink, UdpLink
 from ..openvpn.ethernet import is_ipv6_frame
 from ..transport.p2p_link import P2PListenLink
+from ..tun.rtnl import DumpInterrupted
 from .block_ipv6 import is_ipv6, no_route_reply
 from .credentials import Credentials, CredentialsUnavailable
 from .resolver import BackgroundResolver
@@ -517,6 +518,11 @@ class ClientGateway(SignalWakes):
             local = c.link.local_address()
             if local is None or w.is_local(local):
                 return
+        except DumpInterrupted as e:
+            # The addresses kept changing while they were read: not known to be gone, and the
+            # watch stays (the next removal asks again; ping-restart is there meanwhile).
+            log.info("this host's addresses not checked now: %s", e)
+            return
         except OSError as e:
             # The watch is a shortcut, never a reason to stop: without it ping-restart still works.
             log.warning("no longer watching this host's addresses: %s", e)

@@ -33,6 +33,7 @@ from typing import Callable, Protocol, Sequence
 from pyroute2 import IPRoute
 
 from ..boot import dhcp_client
+from ..tun.rtnl import whole_dump
 from ..logpace import NoteLimit, times
 
 log = logging.getLogger("vpn-appliance")
@@ -60,7 +61,8 @@ def _add_missing_addresses(ifname: str, addresses: Sequence[ipaddress.IPv6Interf
         if not found:
             return done
         idx = found[0]
-        have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=idx)}
+        have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"])
+                for a in whole_dump(lambda: ipr.get_addr(index=idx), "address")}
         for a in addresses:
             if (str(a.ip), a.network.prefixlen) not in have:
                 ipr.addr("add", index=idx, address=str(a.ip), prefixlen=a.network.prefixlen, flags=IFA_F_NODAD)

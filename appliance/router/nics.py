@@ -19,6 +19,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ..boot import dhcp_client
+from ..tun.rtnl import whole_dump
 from ..config.schema import Lan, Wan
 from .lan_routes import LanRouteKeeper
 from .routes import RouteSet
@@ -63,7 +64,7 @@ class Undo:
 def find_link(name: str | None = None, mac: str | None = None) -> tuple[int, str]:
     """(index, ifname) of the NIC with this name or MAC address; RuntimeError if there is none."""
     with IPRoute() as ipr:
-        for link in ipr.get_links():
+        for link in whole_dump(ipr.get_links, "link"):
             ifname = link.get_attr("IFLA_IFNAME")
             addr = (link.get_attr("IFLA_ADDRESS") or "").lower()
             if (name is not None and ifname == name) or (mac is not None and addr == mac.lower()):
@@ -367,7 +368,7 @@ def _v6_addrs(ifname: str) -> list[tuple[str, int, int]]:
     with IPRoute() as ipr:
         idx = ipr.link_lookup(ifname=ifname)[0]
         out = []
-        for a in ipr.get_addr(family=socket.AF_INET6, index=idx):
+        for a in whole_dump(lambda: ipr.get_addr(family=socket.AF_INET6, index=idx), "address"):
             ip = a.get_attr("IFA_ADDRESS")
             if ip and not ipaddress.IPv6Address(ip).is_link_local:
                 out.append((ip, a["prefixlen"], a.get_attr("IFA_FLAGS") or a["flags"]))

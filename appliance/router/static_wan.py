@@ -21,6 +21,7 @@ from typing import Sequence
 from pyroute2 import IPRoute
 
 from ..boot import dhcp_client
+from ..tun.rtnl import whole_dump
 from ..logpace import NoteLimit, times
 
 log = logging.getLogger("vpn-appliance")
@@ -77,9 +78,11 @@ class StaticWan:
             if not found:
                 return False
             idx = found[0]
-            have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=idx)}
+            have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"])
+                    for a in whole_dump(lambda: ipr.get_addr(index=idx), "address")}
             defaults = {v for v, fam in ((4, socket.AF_INET), (6, socket.AF_INET6))
-                        if any(r["dst_len"] == 0 for r in ipr.get_routes(family=fam, table=254))}
+                        if any(r["dst_len"] == 0
+                               for r in whole_dump(lambda: ipr.get_routes(family=fam, table=254), "route"))}
             addrs, gws = missing(self.addresses, have, self.gateways, defaults, link_back)
             for a in addrs:
                 ipr.addr("add", index=idx, address=str(a.ip), prefixlen=a.network.prefixlen)

@@ -30,6 +30,7 @@ _TIMEVAL = struct.Struct("@ll")         # struct timeval: seconds, microseconds
 
 # netlink(7)
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK = 0x1, 0x2, 0x4
+NLM_F_DUMP_INTR = 0x10         # on a dump's message: the table changed while it was read
 NLM_F_DUMP = 0x300
 NLM_F_EXCL, NLM_F_CREATE = 0x200, 0x400
 NLMSG_ERROR, NLMSG_DONE = 2, 3
@@ -53,6 +54,7 @@ _IFINFOMSG = struct.Struct("=BxHiII")     # family, type, index, flags, change
 _IFADDRMSG = struct.Struct("=BBBBI")      # family, prefixlen, flags, scope, index
 _RTMSG = struct.Struct("=BBBBBBBBI")      # family, dst_len, src_len, tos, table, protocol, scope, type, flags
 _RTATTR = struct.Struct("=HH")
+_DUMP_NAMES = {RTM_GETADDR: "address", RTM_GETROUTE: "route", 18: "link"}     # (18: RTM_GETLINK)
 
 
 class NetlinkError(OSError):
@@ -61,6 +63,22 @@ class NetlinkError(OSError):
     @property
     def code(self) -> int:
         return self.errno or 0
+
+
+# How many times a dump is read before DumpInterrupted. The kernel marks a dump NLM_F_DUMP_INTR
+# when the table changed while it was read in parts (an address or route added or removed between
+# two of its recv()s): what came back may lack an entry or hold a removed one. Read again, a dump
+# is whole unless the table keeps changing -- a few tries, then say so, rather than decide (is
+# this address taken? which is the default route?) on a table that never was.
+DUMP_TRIES = 4
+
+
+class DumpInterrupted(NetlinkError):
+    """A dump the kernel marked inconsistent (NLM_F_DUMP_INTR) each of DUMP_TRIES times."""
+
+    def __init__(self, what: str, tries: int = DUMP_TRIES) -> None:
+        super().__init__(errno.EAGAIN, f"the kernel's {what} dump changed while it was read, {tries} times in a "
+                                       "row (NLM_F_DUMP_INTR): not decided on")
 
 
 def _align(n: int) -> int:
@@ -140,29 +158,43 @@ class Rtnl:
     # ---------------------------------------------------------------- transport
     def request(self, kind: int, flags: int, body: bytes) -> list[tuple[int, bytes]]:
         """Send one request; return the (type, message) answers of a dump, [] for an ACK.
-        NetlinkError when the kernel answers with an error."""
+        NetlinkError when the kernel answers with an error; a dump (NLM_F_DUMP) the kernel marks
+        interrupted is read again, DumpInterrupted when it is so DUMP_TRIES times."""
+        if flags & NLM_F_DUMP != NLM_F_DUMP:
+            return self._request_once(kind, flags, body)[0]
+        for _ in range(DUMP_TRIES):
+            out, interrupted = self._request_once(kind, flags, body)
+            if not interrupted:
+                return out
+        raise DumpInterrupted(_DUMP_NAMES.get(kind, f"type {kind}"))
+
+    def _request_once(self, kind: int, flags: int, body: bytes) -> tuple[list[tuple[int, bytes]], bool]:
+        """(the answers, whether any message of the answer, its NLMSG_DONE too, was marked
+        NLM_F_DUMP_INTR)."""
         self.seq += 1
         seq = self.seq
         self.sock.send(_NLMSGHDR.pack(_NLMSGHDR.size + len(body), kind, flags | NLM_F_REQUEST, seq, 0) + body)
         out: list[tuple[int, bytes]] = []
+        interrupted = False
         while True:
             data = self.sock.recv(_RECV)
             done = False
             for mtype, mflags, mseq, msg in self._messages(data):
                 if mseq != seq:
                     continue                     # a late answer to an earlier request
+                interrupted = interrupted or bool(mflags & NLM_F_DUMP_INTR)
                 if mtype == NLMSG_ERROR:
                     code = -struct.unpack_from("=i", msg)[0] if len(msg) >= 4 else errno.EPROTO
                     if code:
                         raise NetlinkError(code, os.strerror(code))
-                    return out                   # the ACK
+                    return out, interrupted      # the ACK
                 if mtype == NLMSG_DONE:
-                    return out
+                    return out, interrupted
                 out.append((mtype, msg))
                 if not mflags & NLM_F_MULTI:
                     done = True
             if done and not flags & NLM_F_ACK:
-                return out
+                return out, interrupted
 
     @staticmethod
     def _messages(data: bytes) -> Iterator[tuple[int, int, int, bytes]]:
@@ -284,3 +316,16 @@ class Rtnl:
             table = _u32(a.get(RTA_TABLE)) or table
             out.append((table, _u32(a.get(RTA_OIF)), _ip_str(fam, a.get(RTA_GATEWAY)), _u32(a.get(RTA_PRIORITY)) or 0))
         return out
+
+
+def whole_dump(dump, what: str) -> list:
+    """A pyroute2 dump (`lambda: ipr.get_addr(index=i)`), read again while the kernel marks one of
+    its messages NLM_F_DUMP_INTR, as Rtnl.request does (DUMP_TRIES, then DumpInterrupted). Why:
+    pyroute2 0.9.7 has a NetlinkDumpInterrupted but never raises it -- it hands the inconsistent
+    dump over as a whole one. It keeps the NLMSG_DONE to itself, so a dump marked on that message
+    alone is not seen here (the entries read are then whole, only a change after them is missed)."""
+    for _ in range(DUMP_TRIES):
+        msgs = list(dump())
+        if not any(m["header"]["flags"] & NLM_F_DUMP_INTR for m in msgs):
+            return msgs
+    raise DumpInterrupted(what)

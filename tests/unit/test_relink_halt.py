@@ -69,7 +69,7 @@ def _blocking_iproute():
             return []
 
         def get_routes(self, family, table):  # noqa: ANN001
-            return [{"dst_len": 0}]
+            return [{"dst_len": 0, "header": {"flags": 0x2}}]
 
         def addr(self, op, **kw) -> None:  # noqa: ANN003
             self.adds.append((op, kw["address"]))

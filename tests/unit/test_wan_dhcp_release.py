@@ -83,6 +83,9 @@ def test_release_on_a_nic_that_is_gone_sends_nothing_and_returns_at_once(monkeyp
 
 # ---------------------------------------------------------------- the address given back
 
+_HEADER = {"flags": 0x2}       # NLM_F_MULTI, not NLM_F_DUMP_INTR: a whole dump (rtnl.whole_dump)
+
+
 class _Addr(dict):
     def get_attr(self, name: str):
         return self["address"] if name == "IFA_ADDRESS" else None
@@ -111,10 +114,10 @@ class FakeNic:
         return [{"flags": dc.IFF_UP if self.up else 0}]
 
     def get_addr(self, index: int, family: int) -> list:
-        return [_Addr(address=a, prefixlen=p) for a, p in self.addrs]
+        return [_Addr(address=a, prefixlen=p, header=_HEADER) for a, p in self.addrs]
 
     def get_routes(self, family: int, table: int) -> list[dict]:
-        return [{"dst_len": 0}] if self.default else [{"dst_len": 24}]
+        return [{"dst_len": 0 if self.default else 24, "header": _HEADER}]
 
     def addr(self, cmd: str, index: int, address: str, prefixlen: int) -> None:
         self.added.append(("addr", address, prefixlen))
