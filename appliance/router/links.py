@@ -2,6 +2,7 @@
 subprocesses, and no pyroute2 import on the client's way to its first packet)."""
 from __future__ import annotations
 
+import errno
 import logging
 
 from ..tun.rtnl import IFA_F_NODAD, NetlinkError, Rtnl, link_index
@@ -20,9 +21,23 @@ class AddressSet:
         self.added: list[tuple[int, str, int, str | None]] = []     # (link index, address, prefixlen, peer)
 
     def add(self, nl: Rtnl, index: int, address: str, prefixlen: int, peer: str | None = None,
-            flags: int = 0) -> None:
-        nl.addr_add(index, address, prefixlen, peer=peer, flags=flags)
+            flags: int = 0) -> bool:
+        """False when the device holds that address already (EEXIST): a user's own, on a device
+        made beforehand. It serves as it is and is left there at close. Why: the kernel's EEXIST
+        stopped the push's apply (the client reconnected each second for ever; the server's start
+        stopped), where OpenVPN 2.6 replaces it (sitnl) and then removes it at its exit -- a
+        user's address, and with the device's last IPv4 address the kernel drops its routes too
+        (Debian's 2.6.14 in a lab namespace, helper net48)."""
+        try:
+            nl.addr_add(index, address, prefixlen, peer=peer, flags=flags)
+        except NetlinkError as e:
+            if e.code != errno.EEXIST:
+                raise
+            log.info("address %s/%d is on the device already (not ours: used as it is, left there at close)",
+                     address, prefixlen)
+            return False
         self.added.append((index, address, prefixlen, peer))
+        return True
 
     def remove_all(self, nl: Rtnl | None = None) -> None:
         """Newest first; one already gone (the device with it, a user's `ip addr del`) is skipped."""

@@ -81,3 +81,29 @@ def test_routes_the_kernel_refuses_are_left_out_and_the_tunnel_stays(inside, cap
     finally:
         net.close()
     assert _all_routes(dev) == [], _all_routes(dev)
+
+
+def test_a_premade_device_holding_the_pushed_address_already_comes_up_and_keeps_it(inside):
+    # The user's own address is the one the server pushes: the kernel's EEXIST stopped the apply,
+    # and the client reconnected each second for ever (seen in a lab namespace against Debian's
+    # server); Debian's 2.6.14 client takes it and removes it at its exit, the user's route with it
+    # (helper net48). Ours uses it and leaves it, and the user's route, as they were.
+    dev = inside()
+    for cmd in (["addr", "add", "198.18.70.2/24", "dev", dev], ["link", "set", dev, "up"],
+                ["route", "add", "198.18.98.0/24", "dev", dev]):
+        subprocess.run(["ip", *cmd], check=True, capture_output=True, timeout=10)
+    addrs0, routes0 = _addrs(dev), _all_routes(dev)
+    opts = parse_config(f"client\ndev {dev}\ndev-type tun\nremote {SERVER}\n<ca>\n</ca>\n", "/mem/p.ovpn",
+                        read_file=lambda p: b"")
+    net = TunnelNetwork(opts)
+    try:
+        net.apply(parse_push_reply_untrusted(PUSH + ",ifconfig 198.18.70.2 255.255.255.0"), SERVER)
+        assert {a[1] for a in _addrs(dev)} == {"198.18.70.2", "fd00:70::2"}, _addrs(dev)
+        assert "198.18.71.0/24" in {r[0] for r in _all_routes(dev)}
+        # A reconnect's push with another address: the user's stays (it was never ours).
+        net.apply(parse_push_reply_untrusted(PUSH + ",ifconfig 198.18.70.3 255.255.255.0"), SERVER)
+        assert {a[1] for a in _addrs(dev)} == {"198.18.70.2", "198.18.70.3", "fd00:70::2"}, _addrs(dev)
+    finally:
+        net.close()
+    assert _addrs(dev) == addrs0, _addrs(dev)
+    assert _all_routes(dev) == routes0, _all_routes(dev)
