@@ -314,9 +314,12 @@ class TunDevice:
         self._batch.local = local
 
     def note_local(self, address: str) -> None:
-        """The IPv4 address just put on the device as its only one (a client's push): what
-        _refresh_local would ask the kernel for at the first packet in, which is the answer to
-        the client's first packet through the tunnel. Told now, that ioctl is not on its way."""
+        """The IPv4 address just put on the device (a client's push): what _refresh_local would
+        ask the kernel for at the first packet in, which is the answer to the client's first
+        packet through the tunnel. Told now, that ioctl is not on its way. A hint only: nothing
+        is added or removed by it (helper net48 checked, for tunclose47's note), and on a device
+        made beforehand that also holds a user's address, segments to that one are verified
+        here until the next refresh asks the kernel again (SIOCGIFADDR: one address anyway)."""
         self._batch.local = frozenset((socket.inet_aton(address),))
         self._local_at = time.monotonic() + LOCAL_REFRESH
 
