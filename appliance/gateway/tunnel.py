@@ -744,17 +744,30 @@ class TunnelNetwork(_TunAndRoutes):
                         " (route-gateway dhcp: no DHCP ACK gave a router within route-delay)"
                         if redirect_via is not None else "")
         elif redirect4:
-            routes.add_redirect_gateway_def1(tun, remote_ip, server_path, gateway=rgw4)
-            log.info("redirect-gateway def1 via %s%s (server %s kept on the old default route)", tun,
-                     f" gateway {rgw4}" if rgw4 else "", remote_ip)
+            try:
+                routes.add_redirect_gateway_def1(tun, remote_ip, server_path, gateway=rgw4)
+            except NetlinkError as e:
+                # As OpenVPN 2.6 ("ERROR: Linux route add command failed", and on): e.g. a tap's
+                # route-gateway not on its network (ENETUNREACH). It failed the whole push before,
+                # and the client reconnected each second with no route at all meanwhile.
+                log.error("redirect-gateway def1 via %s%s: not installed, the kernel refused it (%s); traffic is "
+                          "NOT redirected into the tunnel", tun, f" gateway {rgw4}" if rgw4 else "", e.strerror or e)
+            else:
+                log.info("redirect-gateway def1 via %s%s (server %s kept on the old default route)", tun,
+                         f" gateway {rgw4}" if rgw4 else "", remote_ip)
         if redirect6:
             if has6 or self.block_ipv6:
                 try:
                     routes.add_redirect_gateway_ipv6(tun, remote_ip, server_path, gateway=gw6)
                 except NetlinkError as e:
-                    if has6 or not self.block_ipv6:
-                        raise
-                    self._block_ipv6_without_tun(e)
+                    if has6 and not self.block_ipv6:        # a redirect alone: as the IPv4 one above
+                        log.error("IPv6 redirect via %s%s: not installed, the kernel refused it (%s); IPv6 traffic "
+                                  "is NOT redirected into the tunnel", tun, f" gateway {gw6}" if gw6 else "",
+                                  e.strerror or e)
+                    elif not has6:
+                        self._block_ipv6_without_tun(e)
+                    else:
+                        raise           # block-ipv6 is enforced or the push refused, never skipped
                 else:
                     log.info("IPv6 redirected: ::/1 and 8000::/1 via %s%s", tun,
                              " (block-ipv6: answered as unreachable, never sent)" if self.block_ipv6 else "")

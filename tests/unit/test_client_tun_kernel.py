@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import uuid
 
 import pytest
 
@@ -107,3 +108,29 @@ def test_a_premade_device_holding_the_pushed_address_already_comes_up_and_keeps_
         net.close()
     assert _addrs(dev) == addrs0, _addrs(dev)
     assert _all_routes(dev) == routes0, _all_routes(dev)
+
+
+def test_a_redirect_the_kernel_refuses_is_said_and_the_push_stays(inside, caplog):
+    # A tap's route-gateway not on its network: the kernel refuses the redirect's halves
+    # (ENETUNREACH); 2.6 logs "ERROR: Linux route add command failed" and runs on. Ours failed
+    # the whole push and reconnected each second, with no route at all meanwhile (helper net48).
+    dev = f"p{uuid.uuid4().hex[:8]}"            # (inside: in the test namespace; its tun() makes TUNs only)
+    subprocess.run(["ip", "tuntap", "add", dev, "mode", "tap"], check=True, capture_output=True, timeout=10)
+    try:
+        opts = parse_config(f"client\ndev {dev}\ndev-type tap\nremote {SERVER}\n<ca>\n</ca>\n", "/mem/p.ovpn",
+                            read_file=lambda p: b"")
+        net = TunnelNetwork(opts)
+        push = ("PUSH_REPLY,route-gateway 198.18.200.1,redirect-gateway def1,ifconfig 198.18.80.2 255.255.255.0,"
+                "route 198.18.81.0 255.255.255.0 198.18.80.1")
+        try:
+            with caplog.at_level(logging.INFO, logger="vpn-appliance"):
+                net.apply(parse_push_reply_untrusted(push), SERVER)
+            errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+            assert errors == [f"redirect-gateway def1 via {dev} gateway 198.18.200.1: not installed, the kernel "
+                              "refused it (Network is unreachable); traffic is NOT redirected into the tunnel"], errors
+            routes = {r[0] for r in _routes(dev)}
+            assert "198.18.81.0/24" in routes and "0.0.0.0/1" not in routes, routes
+        finally:
+            net.close()
+    finally:
+        subprocess.run(["ip", "link", "del", dev], capture_output=True, timeout=10)
