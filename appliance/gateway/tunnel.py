@@ -450,7 +450,8 @@ class TunnelNetwork(_TunAndRoutes):
                 try:
                     self._route4(net, mask or "255.255.255.255", gw, m, ng4, self._gateway4(pushed))
                 except (ValueError, NetlinkError, OSError) as e:
-                    log.warning("route %s %s: not installed (%s); skipped", net, mask, e)
+                    log.warning("route %s %s: not installed (%s); skipped", net, mask,
+                                _refused(net, mask or "255.255.255.255", e))
                 continue
             prefix = mask_to_prefix(mask or "255.255.255.255")
             try:
