@@ -77,6 +77,7 @@ from .mgmt_auth import ClientAuthWait
 from .mgmt_env import ENV_LINE_MAX, EnvBlock, env_lines  # noqa: F401 - ENV_LINE_MAX: its tests' import
 from .reload_admission import refused_by_count
 from .reload_reader import Outcome, ReloadReader
+from .auth_blocks import REFUSED as AUTH_BLOCKS_REFUSED, AuthBlockParser
 from .server_files import INLINE_MAX, load_server_settings
 
 log = logging.getLogger("vpn-appliance")
@@ -168,7 +169,8 @@ def _parsed_auth_block(text: str):
 
 class ClientInfo:
     __slots__ = ("cid", "since", "rec", "established", "connect_ran", "mgmt_config", "chain_env", "asked_username",
-                 "restart", "heir", "restarts", "continues", "connect_ccd", "announced", "told_addresses")
+                 "restart", "heir", "restarts", "continues", "connect_ccd", "announced", "told_addresses",
+                 "mgmt_kid")
 
     def __init__(self, cid: int, since: float, rec) -> None:
         self.cid = cid
@@ -177,6 +179,7 @@ class ClientInfo:
         self.established = False
         self.connect_ran = False
         self.mgmt_config: list[str] | None = None      # client-auth's config lines, for the connect
+        self.mgmt_kid = 0                               # ... and the KID of the login they answered
         # (certificate, chain, x509-track lines, their variables): Operations._chain_env's one reading.
         self.chain_env: tuple | None = None
         # The username of a login being checked: 2.6's status shows it meanwhile (tls_lock_username
@@ -278,7 +281,7 @@ class Operations:
         # A large management client-auth block's parser, made at the first such block (its own
         # worker, so a reload's reading never waits behind one, nor one behind a reload): 100k
         # iroute lines took ~4-9 s of parse_ccd on the loop, every client's packets waiting.
-        self.auth_block_reader: ReloadReader | None = None
+        self.auth_block_reader: AuthBlockParser | None = None
         self._reload_busy = False                    # a reload being read (or its CRL), not applied yet
         self._reload_restart = False                 # ... for a SIGHUP: >UPDOWN:UP once it is applied
         # >BYTECOUNT_CLI (_bytecount): each client's link bytes at the last tick, when they last
@@ -1478,6 +1481,8 @@ class Operations:
                 self.learn.hand_over(rec, heir)     # 2.6's routes stay with the connection going on
             else:
                 self.learn.left(rec)
+            if self.auth_block_reader is not None:
+                self.auth_block_reader.drop(rec)    # its client-auth block, if still waiting: not parsed
             if self.client_auth is not None:
                 # (its client ID's KID count goes on with the restart that takes its place, and
                 # with the client a failed restart leaves behind: a count dropped there numbered
@@ -1608,21 +1613,27 @@ class Operations:
                 self._admit(rec, inf, None)
                 return
             text = "\n".join(inf.mgmt_config) + "\n"
+            inf.mgmt_config = None              # (its one use: held by the parse from here on)
             if len(text) <= AUTH_BLOCK_INLINE_MAX or self.reload_inline:
                 self._auth_block_parsed(rec, inf, _parsed_auth_block(text))
                 return
             # A large block: parsed by a worker while the client waits for this verdict, as it
             # waits for a client-connect script's (2.6 parses it on its one thread; ours stalled
-            # every client's packets for as long: compat47).
+            # every client's packets for as long: compat47). Bounded (auth_blocks.py): past the
+            # bound this login is refused for now.
             if self.auth_block_reader is None:
-                self.auth_block_reader = ReloadReader(name="auth-block")
+                self.auth_block_reader = AuthBlockParser(_parsed_auth_block)
                 self.gw.pump.watch(self.auth_block_reader, self.auth_block_reader.drain)
-            self.auth_block_reader.submit(lambda: _parsed_auth_block(text),
-                                          lambda outcome: self._auth_block_parsed(rec, inf, outcome.value()))
+            if not self.auth_block_reader.submit((inf.cid, inf.mgmt_kid), rec, text,
+                                                 lambda got: self._auth_block_parsed(rec, inf, got)):
+                self.gw.faults.count(AUTH_BLOCKS_REFUSED)
+                self.gw.d.connect_result(rec, False, self.gw.clock(), temporary=True,
+                                         reason="client-auth: its block cannot be parsed now (too many waiting)")
             return
         # client-auth's lines go after the script's (2.6: multi_client_connect_mda last), parsed
         # with them in the script's worker.
         after = "\n".join(inf.mgmt_config) + "\n" if inf.mgmt_config else ""
+        inf.mgmt_config = None
         why = self.scripts.submit(("connect", rec), list(o.client_connect), self.env(rec, inf, "client-connect"), True,
                                   after=after)
         if why is not None:
@@ -1683,9 +1694,9 @@ class Operations:
                 except Exception:  # noqa: BLE001
                     self.gw.faults.internal("a reload")
         if self.auth_block_reader is not None:
-            for then, outcome in self.auth_block_reader.take():
+            for then, got in self.auth_block_reader.take():
                 try:
-                    then(outcome)
+                    then(got)
                 except Exception:  # noqa: BLE001
                     self.gw.faults.internal("a client-auth block's parse")
         if self.verify is not None:
@@ -2025,7 +2036,7 @@ class Operations:
         self.client_auth.take(w, let_in=verdict)
         inf = self.info.get(id(w.rec))
         if verdict and w.config and inf is not None and not inf.established:
-            inf.mgmt_config = w.config          # applied at the connect step (first login only)
+            inf.mgmt_config, inf.mgmt_kid = w.config, w.kid     # applied at the connect step (first login only)
         self.gw.d.auth_result(w.rec, w.key_id, verdict, self.gw.clock(), client_reason=w.client_reason, why=w.why,
                               check=w.check)
 

@@ -347,10 +347,11 @@ class ClientPush:
             self._collect(rec)
             self._promote(rec)
 
-    def connect_result(self, rec: ClientRecord, ok: bool, now: float, ccd=None, reason: str = "") -> None:
+    def connect_result(self, rec: ClientRecord, ok: bool, now: float, ccd=None, reason: str = "",
+                       temporary: bool = False) -> None:
         """The verdict on a ConnectRequested; `ccd` (a parsed CcdOptions, from the file the
         client-connect script wrote) adds per-client options: push, push-reset, ifconfig-push,
-        iroute."""
+        iroute. `temporary`: a refusal for now (AUTH_FAILED,TEMP: the client tries again)."""
         if not rec.alive or rec.connect_state != "pending":
             return
         if ok and ccd is not None and not self.connect_options(rec, ccd):
@@ -358,7 +359,7 @@ class ClientPush:
         rec.connect_state = "done"
         if ok:
             self._check_constraint(rec)
-        rec.session.resume_push(ok, now, reason)
+        rec.session.resume_push(ok, now, reason, temporary)
         self._collect(rec)
         self._promote(rec)
 

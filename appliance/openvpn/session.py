@@ -590,7 +590,7 @@ class Session(ControlChannel):
         self._flush(now)
         return True
 
-    def resume_push(self, ok: bool, now: float, reason: str = "") -> None:
+    def resume_push(self, ok: bool, now: float, reason: str = "", temporary: bool = False) -> None:
         """Server: the verdict a deferred push waited for (client-connect): push now, or refuse.
         Nothing to a client told RESTART/HALT meanwhile (a reload's, client-kill's): its end is
         coming, and a tunnel let up now would run under what the message was sent to undo."""
@@ -599,7 +599,7 @@ class Session(ControlChannel):
         ks = self.keys.get(0)
         try:
             if not ok:
-                raise ClientRefused(reason or "client-connect refused the client")
+                raise ClientRefused(reason or "client-connect refused the client", temporary)
             if ks is not None:
                 self.role.send_push_reply(ks, now)
         except ClientRefused as e:
