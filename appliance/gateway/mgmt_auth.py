@@ -17,7 +17,11 @@ lab right after the first; how long after the client has gone was not measured),
 last DENIED_KEPT denials; 2.6 sends the later client reason if its AUTH_FAILED is not out yet, ours went with the
 first verdict, so nothing changes;
 client-auth after a client-deny fails here, where 2.6 marks the key as let in again: a denial
-is final (helper mgmt42).
+is final (helper mgmt42). A late answer names its login by (CID, KID), which no other login ever
+has: CIDs only grow, and a client's KIDs only grow while its CID lives (a restart in place keeps
+the CID and takes a new KID), so it can reach no newer session of that client (helper authq48;
+its texts for a gone CID, a KID never given and KID 0 compared with Debian's 2.6.14: KID 0 of a
+live client is SUCCESS with nothing done, as there -- ops.py _cid_alive).
 """
 from __future__ import annotations
 

@@ -646,3 +646,81 @@ def test_without_management_client_auth_a_verdict_for_a_connected_client_succeed
     w.run_for(10)
     assert _up(c) and c.conn is not None and c.conn.session.established and c.result is None
     assert all(r.session.established for r in w.server.d.clients)
+
+
+def test_a_late_answer_never_applies_to_a_newer_session_of_the_same_client(pki, tmp_path):
+    """helper authq48 (soak47's ERROR answers): a management client answering late names a login
+    by (CID, KID); a restart in place keeps the CID (2.6's one instance) but its login is another
+    KID, and KIDs never repeat within a CID (mgmt_auth.py). While the restart's login (0, 2) waits,
+    a late verdict on the first login (0, 1) -- let in -- changes nothing for the restart: yes
+    does not let it in, client-pending-auth does not tell it. Once the restart is in and the first
+    session gone, the late answers for (0, 1) fail as 2.6's for a key state it no longer has
+    (ERROR), and client-deny of (0, 1) does not end the new session."""
+    w = World()
+    m = _server(w, pki, tmp_path)
+    c, rec0 = _alice_admitted(w, m, pki)
+    ops = w.server.ops
+    m.lines.clear()
+    c.user_restart()
+    assert _asked(w, m)
+    assert [(mode, cid, kid) for mode, cid, kid, _e in m.asks()] == [("REAUTH", 0, 2)]
+    heir = next(iter(w.server.d.pending.values()))
+    assert ops.management_verdict(0, 1, True)                   # the first login's, let in: SUCCESS
+    assert not ops.management_pending(0, 1, "WEB_AUTH::https://x", 30)   # not a waiting login
+    w.run_for(3)
+    assert heir.alive and not heir.session.established and (0, 2) in ops.client_auth.by_ckid, \
+        "a late yes for the first login let the restart in"
+    assert ops.management_verdict(0, 2, True)
+
+    def back() -> bool:
+        rec = w.server.d.record(rec0.addr)
+        return rec is heir and rec.session.established and _up(c)
+    assert w.run(back, max_time=30), "the restart did not complete"
+    assert w.run(lambda: not rec0.alive, max_time=30)
+    assert not ops.management_verdict(0, 1, False, why="late")      # ERROR: client-deny command failed
+    assert not ops.management_verdict(0, 1, True)                   # ERROR: client-auth command failed
+    assert not ops.management_pending(0, 1, "x", 30)                # ERROR: client-pending-auth command failed...
+    w.run_for(3)
+    assert heir.alive and heir.session.established and _up(c), "a late client-deny ended the newer session"
+    assert ops.management_verdict(0, 2, True)                      # its own login: SUCCESS, no change
+
+
+def test_late_answers_for_a_client_that_left_fail_and_touch_nobody_else(pki, tmp_path):
+    """A login whose client left before the answer came: client-auth, client-auth-nt, client-deny
+    and client-pending-auth for it fail (2.6: lookup_by_cid finds no instance -> ERROR), and
+    another client's waiting login is not answered by them."""
+    w = World()
+    m = _server(w, pki, tmp_path)
+    c0 = _client(w, pki, name="client0")
+    c1 = _client(w, pki, name="client1")
+    assert _asked(w, m, 2)
+    (_m0, cid0, kid0, _e0), (_m1, cid1, kid1, _e1) = m.asks()[:2]
+    first = next(inf.rec for inf in w.server.ops.info.values() if inf.cid == cid0)
+    w.server._end_peer(first.addr, "the test ends it")
+    assert w.run(lambda: not first.alive, max_time=10)
+    ops = w.server.ops
+    assert not ops.management_verdict(cid0, kid0, True, config=["push \"route 198.18.77.0 255.255.255.0\""])
+    assert not ops.management_verdict(cid0, kid0, False, why="late")
+    assert not ops.management_pending(cid0, kid0, "x", 30)
+    assert (cid1, kid1) in ops.client_auth.by_ckid and not _up(c1)
+    assert ops.management_verdict(cid1, kid1, True)
+    assert w.run(lambda: _up(c1), max_time=30)
+    del c0
+
+
+def test_kid_0_of_a_live_client_is_answered_as_2_6_and_decides_nothing(pki, tmp_path):
+    """2.6.14 answers SUCCESS to client-auth-nt / client-deny naming KID 0 of a client it has (a
+    blank key-state slot: ops.py _cid_alive; seen in tests/interop/test_mgmt_client_auth_vs_
+    openvpn.py) and nothing follows; client-pending-auth for it fails. A block sent for KID 0 is
+    not the waiting login's."""
+    w, _m, c, cid, kid = _login(pki, tmp_path)
+    ops = w.server.ops
+    assert ops.management_verdict(cid, 0, False, why="wrong KID")
+    assert ops.management_verdict(cid, 0, True, config=['push "route 198.18.77.0 255.255.255.0"'])
+    assert not ops.management_pending(cid, 0, "x", 30)
+    assert not ops.management_verdict(cid + 7, 0, True)               # no such client: ERROR
+    w.run_for(3)
+    assert not _up(c) and (cid, kid) in ops.client_auth.by_ckid
+    assert ops.management_verdict(cid, kid, True)
+    assert w.run(lambda: _up(c), max_time=30)
+    assert "198.18.77.0" not in [r[0] for r in w.client_nets[0].pushed.routes]

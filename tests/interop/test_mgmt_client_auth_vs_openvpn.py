@@ -82,6 +82,12 @@ def _run(lab, procs, kind: str) -> dict:
     cli.stop(8)
     cli2 = _client(lab, procs, f"cli-out-{kind}")
     cid2, kid2, _env = _ask(m)
+    # Late or wrong answers naming a live client (authq48): a KID it never had, and KID 0.
+    out["stale"] = [m.cmd(c) for c in (f"client-auth-nt {cid2} {kid2 + 5}", f"client-deny {cid2} {kid2 + 5} r",
+                                       f"client-pending-auth {cid2} {kid2 + 5} x 30", f"client-deny {cid2} 0 r",
+                                       f"client-auth-nt {cid2} 0", f"client-pending-auth {cid2} 0 x 30")]
+    m.s.sendall(f'client-auth {cid2 + 50} {kid2}\npush "route 198.18.78.0 255.255.255.0"\nEND\n'.encode())
+    out["stale"] += m.lines(5, answered=True)       # a block for a client ID nobody has
     out["deny"] = m.cmd(f'client-deny {cid2} {kid2} "not in LDAP" "ask the helpdesk"')
     assert cli2.wait_for("AUTH_FAILED", 30), cli2.log()[-3000:]
     out["client_saw"] = "AUTH_FAILED,ask the helpdesk" in cli2.log()
@@ -103,6 +109,7 @@ def test_management_client_auth_as_openvpn(lab, procs):
         assert r["client_saw"] and not r["in"]
     assert ours["again"] == theirs["again"] == ["SUCCESS: client-auth command succeeded"]
     assert ours["odd"] == theirs["odd"], list(zip(ODD_COMMANDS, theirs["odd"], ours["odd"]))
+    assert ours["stale"] == theirs["stale"], list(zip(theirs["stale"], ours["stale"]))
     t, o = theirs["env"], ours["env"]
     assert o["username"] == "alice" and o["password"] == "first-pw"
     missing = sorted(set(t) - set(o))
