@@ -11,13 +11,14 @@ lines of client-auth are applied as a client-connect script's would be (ccd synt
 client's first login only. A verdict for a login that is over (its key timed out at hand-window,
 the client left) answers `ERROR: client-auth command failed`, as OpenVPN's does; one for a login
 already let in answers SUCCESS, as there: client-auth again changes nothing, and client-deny
-ends the client's session (the management client has withdrawn its yes). A second client-deny for
-a login denied answers SUCCESS, as 2.6's does until it frees the client's instance (seen in the
-lab right after the first; how long after the client has gone was not measured), here for the
-last DENIED_KEPT denials; 2.6 sends the later client reason if its AUTH_FAILED is not out yet, ours went with the
-first verdict, so nothing changes;
-client-auth after a client-deny fails here, where 2.6 marks the key as let in again: a denial
-is final (helper mgmt42). A late answer names its login by (CID, KID), which no other login ever
+ends the client's session (the management client has withdrawn its yes). Any verdict on a login
+refused (by client-deny, the password file or command) within DENIED_ANSWERED s answers SUCCESS
+and changes nothing -- 2.6 answers so while it keeps the refused instance (5 s), ERROR after
+(helper authq48, measured; mgmt42 had a second client-deny SUCCESS for good and client-auth after
+a denial ERROR). 2.6 sends the later client reason if its AUTH_FAILED is not out yet, ours went
+with the first verdict; its client-auth then marks the key let in again, and its
+client-pending-auth tells the refused client AUTH_PENDING: not copied, a denial is final here
+and a refused client is told nothing more. A late answer names its login by (CID, KID), which no other login ever
 has: CIDs only grow, and a client's KIDs only grow while its CID lives (a restart in place keeps
 the CID and takes a new KID), so it can reach no newer session of that client (helper authq48;
 its texts for a gone CID, a KID never given and KID 0 compared with Debian's 2.6.14: KID 0 of a
@@ -28,7 +29,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 MAX_WAITING = 4096          # logins waiting for a verdict, all clients together
-DENIED_KEPT = 1024          # denied logins a second client-deny answers SUCCESS for (CIDs are never reused)
+DENIED_KEPT = 1024          # denied logins a late verdict answers SUCCESS for (CIDs are never reused)
+# ... for this long after the refusal: OpenVPN 2.6 keeps a refused client's instance scheduled_exit
+# (5 s: forward.c schedule_exit) and answers any verdict on its logins meanwhile SUCCESS, doing
+# nothing; then ERROR (measured against Debian's 2.6.14: client-auth-nt, client-deny and
+# client-pending-auth 0-1 s after an auth-user-pass-verify refusal SUCCESS, 7 s after ERROR).
+DENIED_ANSWERED = 5.0
 
 
 @dataclass
@@ -58,7 +64,7 @@ class ClientAuthWait:
         self.kids: dict[int, int] = {}              # CID -> the next KID
         self.spare: dict[int, int] = {}             # CID -> the KID a restart takes (see add)
         self.let_in: dict[tuple[int, int], object] = {}   # (CID, KID) -> record: logins let in, the last 2 per client
-        self.denied: dict[tuple[int, int], None] = {}     # logins denied, the last DENIED_KEPT (oldest first)
+        self.denied: dict[tuple[int, int], float] = {}    # logins denied -> when, the last DENIED_KEPT (oldest first)
 
     def add(self, rec: object, key_id: int, check: object, cid: int, check_pending: bool,
             restart: bool = False) -> Waiting | None:
@@ -98,13 +104,13 @@ class ClientAuthWait:
                 return w
         return None
 
-    def take(self, w: Waiting, let_in: bool = False) -> None:
+    def take(self, w: Waiting, let_in: bool = False, now: float = 0.0) -> None:
         self.by_ckid.pop((w.cid, w.kid), None)
         if let_in:
             self.let_in[(w.cid, w.kid)] = w.rec
             self.let_in.pop((w.cid, w.kid - 2), None)
         else:
-            self.denied[(w.cid, w.kid)] = None
+            self.denied[(w.cid, w.kid)] = now
             while len(self.denied) > DENIED_KEPT:
                 del self.denied[next(iter(self.denied))]
 
@@ -119,6 +125,13 @@ class ClientAuthWait:
         if cid is not None:
             self.kids.pop(cid, None)
             self.spare.pop(cid, None)
+
+    def recently_denied(self, cid: int, kid: int, now: float) -> bool:
+        """Login (cid, kid) was refused within DENIED_ANSWERED s: a verdict on it now is
+        answered SUCCESS and does nothing, as 2.6 answers it while the refused instance lasts
+        (a second client-deny, a late client-auth, client-pending-auth); later, ERROR."""
+        at = self.denied.get((cid, kid))
+        return at is not None and now - at < DENIED_ANSWERED
 
     @staticmethod
     def decided(w: Waiting) -> bool | None:

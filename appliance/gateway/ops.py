@@ -1992,8 +1992,8 @@ class Operations:
             return self._verdict_without_client_auth(cid, kid)
         w = self.client_auth.by_ckid.get((cid, kid))
         if w is None:
-            if (cid, kid) in self.client_auth.denied:   # a second client-deny: SUCCESS, as 2.6
-                return not ok                           # (mgmt_auth.py)
+            if (cid, kid) in self.client_auth.denied:   # refused: SUCCESS for 5 s, nothing done, as 2.6
+                return self.client_auth.recently_denied(cid, kid, self.gw.clock())      # (mgmt_auth.py)
             rec = self.client_auth.let_in.get((cid, kid))
             if rec is None or not rec.alive:
                 return kid == 0 and self._cid_alive(cid)    # 2.6's blank key state (below)
@@ -2039,14 +2039,16 @@ class Operations:
         (Session.auth_pending); False when no such login waits or `extra` is too long."""
         w = self.client_auth.by_ckid.get((cid, kid)) if self.client_auth is not None else None
         if w is None:
-            return False
+            # A login refused just now: 2.6 says SUCCESS (and tells the refused client
+            # AUTH_PENDING); ours tells it nothing more (mgmt_auth.py).
+            return self.client_auth is not None and self.client_auth.recently_denied(cid, kid, self.gw.clock())
         return self.gw.d.auth_pending(w.rec, w.key_id, extra, timeout, self.gw.clock())
 
     def _settle(self, w) -> None:
         verdict = ClientAuthWait.decided(w)
         if verdict is None or self.client_auth is None:
             return
-        self.client_auth.take(w, let_in=verdict)
+        self.client_auth.take(w, let_in=verdict, now=self.gw.clock())
         inf = self.info.get(id(w.rec))
         if verdict and w.config and inf is not None and not inf.established:
             inf.mgmt_config, inf.mgmt_kid = w.config, w.kid     # applied at the connect step (first login only)

@@ -878,7 +878,7 @@ class ServerGateway(SignalWakes):
             if self.ops.client_auth is not None:
                 w = self.ops.client_auth.for_key(rec, e.key_id, e.check)
                 if w is not None:
-                    self.ops.client_auth.take(w)
+                    self.ops.client_auth.take(w, now=self.clock())
             self.d.auth_result(rec, e.key_id, False, self.clock(), temporary=True, check=e.check)
 
     def _log_drops(self, final: bool = False, title: str | None = None) -> None:

@@ -126,19 +126,24 @@ def test_client_deny_refuses_with_the_client_reason(pki, tmp_path, caplog):
     assert not _up(c) and "AUTH_FAILED ask the helpdesk" in caplog.text and "client-deny: not in LDAP" in caplog.text
 
 
-def test_a_second_client_deny_succeeds_while_the_session_lasts_and_client_auth_cannot_undo_it(pki, tmp_path):
+def test_verdicts_on_a_denied_login_succeed_for_5_s_and_change_nothing_as_2_6(pki, tmp_path):
     """helper mgmt42: a second client-deny for a login just denied answered "command failed";
-    OpenVPN 2.6 answers SUCCESS while it keeps the client's instance, here for the last
-    DENIED_KEPT denials (our session ends at once). client-auth after it fails: a
-    denial is final here (2.6 would mark the key let in again)."""
+    OpenVPN 2.6 answers SUCCESS while it keeps the refused instance (5 s), then ERROR -- and so
+    any verdict on that login, client-auth and client-pending-auth too (helper authq48, measured
+    against Debian's 2.6.14 after an auth-user-pass-verify refusal). Here the same words, and a
+    denial stays final: client-auth after it lets nobody in (2.6 would mark the key let in)."""
     w, _m, c, cid, kid = _login(pki, tmp_path)
-    assert w.server.ops.management_verdict(cid, kid, False, why="no")
-    assert w.server.ops.management_verdict(cid, kid, False, why="still no", client_reason="later")
-    assert not w.server.ops.management_verdict(cid, kid, True), "client-auth undid a denial"
-    assert not w.server.ops.management_verdict(cid, kid + 1, False), "a login never announced"
-    assert w.run(lambda: c.result is not None, max_time=30) and not _up(c)
+    ops = w.server.ops
+    assert ops.management_verdict(cid, kid, False, why="no")
+    assert ops.management_verdict(cid, kid, False, why="still no", client_reason="later")
+    assert ops.management_verdict(cid, kid, True)                     # SUCCESS, as 2.6 ...
+    assert ops.management_pending(cid, kid, "WEB_AUTH::https://x", 30)
+    assert not ops.management_verdict(cid, kid + 1, False), "a login never announced"
+    assert w.run(lambda: c.result is not None, max_time=30) and not _up(c)      # ... and nothing changed
     assert w.run(lambda: not any(r.alive for r in w.server.d.clients), max_time=30)
-    assert w.server.ops.management_verdict(cid, kid, False), "the session is gone: still SUCCESS, as 2.6"
+    w.run_for(6)
+    assert not ops.management_verdict(cid, kid, False), "5 s after the refusal: ERROR, as 2.6"
+    assert not ops.management_verdict(cid, kid, True) and not ops.management_pending(cid, kid, "x", 30)
 
 
 def test_control_characters_of_a_command_line_are_dropped_as_openvpn_drops_them(pki, tmp_path, caplog):

@@ -12,6 +12,7 @@ Before, our server refused management-client-auth at its line.
 """
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -294,3 +295,41 @@ def test_client_auths_lines_apply_after_client_connects_as_openvpn(lab, procs):
     wins. Ours had the script's win (review38)."""
     assert _connect_order(lab, procs, "openvpn") == "77"
     assert _connect_order(lab, procs, "ours") == "77"
+
+
+def _late(lab, procs, kind: str) -> tuple[list, list]:
+    """A login the password command refuses while the management client has not answered yet:
+    the management client's answers right after the client's AUTH_FAILED, and 6 s after."""
+    script = lab.write(f"refuse-{kind}.sh", "#!/bin/sh\nexit 1\n")
+    os.chmod(script, 0o755)
+    sock = lab.tmp / f"m-late-{kind}.sock"
+    conf = server_config(lab.pki, "udp", extra=f"management {sock} unix\nmanagement-client-auth\n"
+                         f"script-security 2\nauth-user-pass-verify {script} via-file\n")
+    procs.append(lab.openvpn(lab.srv, conf, f"srv-late-{kind}") if kind == "openvpn"
+                 else lab.ours(lab.srv, conf, f"srv-late-{kind}", pattern=r"listening on UDP"))
+    m = Mgmt(str(sock))
+    m.lines(0.5)
+    cli = _client(lab, procs, f"cli-late-{kind}")
+    cid, kid, _env = _ask(m)
+    assert cli.wait_for("AUTH_FAILED", 30), cli.log()[-3000:]
+    cmds = (f"client-auth-nt {cid} {kid}", f"client-deny {cid} {kid} r", f"client-pending-auth {cid} {kid} x 30")
+    soon = [m.cmd(c) for c in cmds]
+    time.sleep(6)
+    late = [m.cmd(c) for c in cmds]
+    m.close()
+    for p in reversed(procs):
+        p.stop_promptly(8)
+    procs.clear()
+    return soon, late
+
+
+def test_late_verdicts_on_a_refused_login_are_answered_as_openvpn(lab, procs):
+    """soak47's ERROR answers (authq48): a management client answering a login the password
+    command had refused meanwhile. 2.6.14 keeps the refused instance 5 s (schedule_exit) and
+    answers every verdict on it SUCCESS then (doing nothing), ERROR after; ours the same words
+    (ours answered client-auth and client-pending-auth ERROR at once, client-deny SUCCESS for good)."""
+    theirs, ours = _late(lab, procs, "openvpn"), _late(lab, procs, "ours")
+    assert theirs[0] == [["SUCCESS: client-auth command succeeded"], ["SUCCESS: client-deny command succeeded"],
+                         ["SUCCESS: client-pending-auth command succeeded"]], theirs
+    assert theirs[1][:2] == [["ERROR: client-auth command failed"], ["ERROR: client-deny command failed"]], theirs
+    assert ours == theirs, (theirs, ours)
