@@ -13,7 +13,9 @@ What is kept here is the socket, nothing of the session (it is gone from every b
 refusal, in the same step; its own last bytes are all that is left): what is queued is written,
 then our side is shut (FIN after the refusal), and what the client sends is read and thrown
 away -- never handed to the dispatcher -- so that our close meets no unread data, until the client
-closes (it does once it has read AUTH_FAILED), or REFUSAL_HOLD s pass, whichever comes first.
+closes (it does once it has read AUTH_FAILED), or REFUSAL_HOLD s pass, whichever comes first. A
+client's FIN while our refusal is still queued (a client that half-closes, then reads) closes it
+only once that is written (helper authq48; it was closed at the FIN and the queue lost).
 
 Bounded as the UDP remnants (openvpn/refusals.py): REFUSALS_MAX at once (the oldest closed first,
 counted), REFUSED_STREAM_READ bytes read from each (past it, no more reading: the client's sends
@@ -35,6 +37,7 @@ from typing import Callable
 from ..openvpn.refusals import REFUSAL_HOLD, REFUSALS_MAX
 from ..openvpn.sources import source_group
 from ..transport.link import TcpLink
+from ..transport.tcp import PeerClosed
 
 # What one refused connection is read at most, thrown away (an honest client sends its last
 # data packets and acks until it reads AUTH_FAILED; a hostile one cannot make us read more).
@@ -69,7 +72,7 @@ class RefusedStreams:
             self.close(next(k for k, got in self.by_key.items() if got[2] == src))
         while len(self.by_key) >= REFUSALS_MAX:
             self.close_oldest()
-        self.by_key[key] = [link, REFUSED_STREAM_READ, src]
+        self.by_key[key] = [link, REFUSED_STREAM_READ, src, False]     # ..., its FIN read
         self.per_source[src] = self.per_source.get(src, 0) + 1
         self.pump.timers.arm(("refused-stream", key), self.clock() + REFUSAL_HOLD, lambda: self.close(key))
         self._write(key)
@@ -108,6 +111,9 @@ class RefusedStreams:
         link = got[0]
         try:
             if link.flush():
+                if got[3]:
+                    self.close(key)         # all written, the client's side already done: as 2.6
+                    return
                 link.t.shutdown_write()
         except (ConnectionError, OSError):
             self.close(key)                 # the client is gone: nothing more to deliver
@@ -122,6 +128,17 @@ class RefusedStreams:
         link = got[0]
         try:
             data = link.t.recv()
+        except PeerClosed:
+            if not link.wants_write:
+                self.close(key)
+                return
+            # Its FIN with our refusal still queued (its window full): a client may half-close
+            # and read on. Written first, then closed (_write), within the hold -- as 2.6, which
+            # does not read a connection while its output waits (mtcp.c: EVENT_WRITE only while
+            # tcp_link_out_deferred), so it meets the FIN only once all is written (review47e).
+            got[1], got[3] = 0, True
+            self._watch(key, link, False)
+            return
         except (ConnectionError, OSError):
             self.close(key)
             return

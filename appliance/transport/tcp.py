@@ -24,6 +24,11 @@ MAX_QUEUE = 256 << 10      # per connection, beyond the socket buffer (OpenVPN: 
 CONTROL_ROOM = 64 << 10
 
 
+class PeerClosed(ConnectionError):
+    """The peer's FIN (EOF), as against a reset or a failed receive: what we still have queued
+    can be written (its side may read on after its shutdown(SHUT_WR))."""
+
+
 class TcpTransport:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -66,7 +71,7 @@ class TcpTransport:
         except OSError as e:
             raise ConnectionError(f"receive failed: {e}") from e
         if not data:
-            raise ConnectionError("connection closed by peer")
+            raise PeerClosed("connection closed by peer")
         return data
 
     def send(self, data: bytes, keep: bool = False) -> None:

@@ -168,3 +168,28 @@ def test_a_stop_closes_the_refused_connections_held(pki):
     gw.request_stop()
     gw._cleanup()                       # what run() does once the loop ends
     assert gw.result == 0 and stalled[0].closed and len(gw.refused_streams) == 0
+
+
+def test_a_client_that_half_closes_before_reading_still_gets_its_refusal(pki):
+    """review47e: a client that shuts its sending side (shutdown(SHUT_WR)) while its AUTH_FAILED
+    still waits in our queue (its window full), then reads: the FIN closed the held connection
+    at once and the queue went with it. 2.6 reads no connection while its output waits (mtcp.c),
+    so it meets the FIN only once all is written; now ours writes it first, then closes."""
+    import socket
+    w = World()
+    gw = w.add_server(server_conf(pki, proto="tcp", extra=SERVER_EXTRA), PASSDB)
+    c = w.add_client(client_conf(pki, "client0", proto="tcp", extra=CLIENT_EXTRA), username="alice",
+                     password="wrong")
+    stalled = _stall_at_the_check(w, 1)
+    assert w.run(lambda: stalled and gw.auth.checked >= 1 and not gw.conns, max_time=30), \
+        "the wrong password was not refused (the case tests nothing)"
+    (key,) = gw.refused_streams.by_key
+    assert gw.refused_streams.by_key[key][0].wants_write, "nothing queued: the case tests nothing"
+    stalled[0].peer.shutdown(socket.SHUT_WR)      # the client's FIN; it reads on
+    w.run_for(0.5)
+    assert c.result is None and not stalled[0].closed, "closed at the client's FIN, its AUTH_FAILED unsent"
+    stalled[0].window = 1 << 30                  # the client reads again
+    assert w.run(lambda: c.result is not None, max_time=30), "the client never ended"
+    assert c.result == 1 and gw.auth.checked == 1, (
+        f"the client logged in {gw.auth.checked} times: its AUTH_FAILED was lost at its FIN")
+    assert w.run(lambda: stalled[0].closed, max_time=REFUSAL_HOLD + 1)
