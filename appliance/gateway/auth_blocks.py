@@ -88,8 +88,11 @@ class AuthBlockParser(OffLoopWorkers):
                 return
             _, job = self._waiting.popitem(last=False)
             self._running = job
+        got: object = None
         try:
             got = self._parse(job.text)
+        except Exception as e:  # noqa: BLE001 - the parse function's own bug: handed on, as its result
+            got = e
         finally:
             with self._lock:
                 self._running = None

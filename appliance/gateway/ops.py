@@ -1718,7 +1718,7 @@ class Operations:
         that refuses the client): the client let in with them, or refused -- if still waiting."""
         if not rec.alive or rec.connect_state != "pending":
             return                              # gone (or decided otherwise) while its block was parsed
-        if isinstance(got, ConfigError):
+        if isinstance(got, Exception):     # a ConfigError (or, our bug, anything the parse raised)
             self.gw.d.connect_result(rec, False, self.gw.clock(), reason=f"client-auth gave options we cannot use: {got}")
             return
         if got.disable:
