@@ -10,6 +10,12 @@ worth more than more hours of the same. The inputs are the committed seeds (`see
 and, with --work, the growing corpus of earlier runs (`work/corpus/<target>/`). Exceptions that
 escape a target are counted, not raised (the crasher replay tests own those).
 
+--mutations N adds N deterministic mutations of each target's inputs (the short run's mutator,
+seeded by the target's name; --budget S stops a target's after S seconds): what a target reaches
+a little past its seeds, without atheris (fuzz48). --save-data keeps the run's coverage data and
+--add-data counts earlier runs' with this one's, so a new target's gain is measured without
+running every other target again (`--targets - --add-data A B` only reports).
+
 With --pick TARGET it chooses seeds instead: every input of TARGET's work corpus (smallest
 first) that takes an arc of appliance/ neither the committed seeds nor an input picked before it
 took; --save copies those into seeds/TARGET/ (so a campaign leaves only inputs that add coverage).
@@ -54,6 +60,15 @@ PEER_FACING = (
     "appliance/openvpn/poolfile.py",
     # fuzz38: the rtnetlink hint (the kernel's bytes), the rebinding check (a VPN resolver's).
     "appliance/tun/route_watch.py", "appliance/tun/nl_hints.py", "appliance/lan/dns_rebind.py",
+    # fuzz48: the rest that reads a peer's, a proxy's, the kernel's or a management client's bytes.
+    "appliance/openvpn/httpproxy.py", "appliance/openvpn/socksproxy.py", "appliance/openvpn/refusals.py",
+    "appliance/openvpn/gentoken.py", "appliance/openvpn/occstring.py", "appliance/openvpn/catoi.py",
+    "appliance/openvpn/layer2.py", "appliance/openvpn/mac.py", "appliance/openvpn/dername.py",
+    "appliance/openvpn/x509track.py", "appliance/transport/tcp.py", "appliance/transport/udp.py",
+    "appliance/transport/link.py", "appliance/tun/rtnl.py", "appliance/tun/addr_watch.py",
+    "appliance/lan/dns_forwarder.py", "appliance/gateway/mgmt_line.py", "appliance/gateway/mgmt_auth.py",
+    "appliance/gateway/mgmt_throttle.py", "appliance/gateway/refused_streams.py", "appliance/gateway/client.py",
+    "appliance/gateway/tunnel.py", "appliance/gateway/crresponse.py",
 )
 
 
@@ -65,10 +80,17 @@ def inputs_of(name: str, work: bool) -> list[Path]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--targets", default="", help="comma-separated subset (default: all)")
+    ap.add_argument("--targets", default="", help="comma-separated subset (default: all; `-`: none, only --add-data)")
     ap.add_argument("--work", action="store_true", help="also the work/ corpora of earlier runs")
     ap.add_argument("--all", action="store_true", help="every module touched, not only the peer-facing ones")
     ap.add_argument("--json", type=Path, help="write the per-module figures here")
+    ap.add_argument("--mutations", type=int, default=0,
+                    help="also N deterministic mutations of each target's inputs (test_fuzz_short's _mutate)")
+    ap.add_argument("--budget", type=float, default=0.0,
+                    help="with --mutations: at most this many seconds of mutations per target (0: no limit)")
+    ap.add_argument("--save-data", type=Path, help="keep the coverage data here (to be added to a later run)")
+    ap.add_argument("--add-data", type=Path, nargs="*", default=[],
+                    help="coverage data of earlier runs (--save-data) counted with this one's")
     ap.add_argument("--show", nargs="*", default=[], help="modules (path suffixes) whose missing arcs to print")
     ap.add_argument("--pick", help="a target: choose the work-corpus inputs that add arcs to its seeds'")
     ap.add_argument("--save", action="store_true", help="with --pick: copy them into seeds/TARGET/")
@@ -77,25 +99,50 @@ def main() -> int:
         return pick(a.pick, a.save)
 
     import coverage
-    cov = coverage.Coverage(branch=True, source=[str(ROOT / "appliance")], data_file=None)
+    cov = coverage.Coverage(branch=True, source=[str(ROOT / "appliance")],
+                            data_file=str(a.save_data) if a.save_data else None)
     cov.start()
     from tests.fuzz.targets import TARGETS
-    names = [n for n in a.targets.split(",") if n] or [n for n in TARGETS if n != "selftest"]
+    names = ([] if a.targets == "-" else [n for n in a.targets.split(",") if n]
+             or [n for n in TARGETS if n != "selftest"])
     per_target = {}
     for n in names:
         t0 = time.monotonic()
         files = inputs_of(n, a.work)
         one = TARGETS[n].make()
         escaped = 0
-        for f in files:
+        seeds = [f.read_bytes() for f in files]
+        for b in seeds:
             try:
-                one(f.read_bytes())
+                one(b)
             except Exception:  # noqa: BLE001 - counted; the replay tests own findings
                 escaped += 1
-        per_target[n] = {"inputs": len(files), "escaped": escaped, "s": round(time.monotonic() - t0, 1)}
-        print(f"  {n:22s} {len(files):6d} inputs {per_target[n]['s']:6.1f} s  escaped {escaped}",
-              file=sys.stderr, flush=True)
+        mutated = 0
+        if a.mutations and seeds:
+            # The short run's mutator, seeded by the target's name: the same inputs every time, so
+            # a before/after comparison differs only by the code and the targets.
+            import random
+
+            from tests.fuzz.test_fuzz_short import _mutate
+            rng = random.Random(f"measure/{n}")
+            t1 = time.monotonic()
+            while mutated < a.mutations and not (a.budget and time.monotonic() - t1 > a.budget):
+                mutated += 1
+                try:
+                    one(_mutate(rng.choice(seeds), rng, seeds, TARGETS[n].max_len))
+                except Exception:  # noqa: BLE001
+                    escaped += 1
+        per_target[n] = {"inputs": len(files), "mutations": mutated, "escaped": escaped,
+                         "s": round(time.monotonic() - t0, 1)}
+        print(f"  {n:22s} {len(files):6d} inputs + {mutated:5d} mutations {per_target[n]['s']:6.1f} s  "
+              f"escaped {escaped}", file=sys.stderr, flush=True)
     cov.stop()
+    if a.save_data:
+        cov.save()
+    for extra in a.add_data:
+        old = coverage.CoverageData(basename=str(extra))
+        old.read()
+        cov.get_data().update(old)
 
     rows = []
     for path in sorted(cov.get_data().measured_files()):
