@@ -110,6 +110,11 @@ def _receive_buffer(s: socket.socket, size: int) -> None:
             pass
 
 
+def _whole_message(buf: bytearray) -> bool:
+    """Whether `buf` starts with a whole length-prefixed DNS message (RFC 1035 4.2.2)."""
+    return len(buf) >= 2 and len(buf) >= 2 + struct.unpack_from("!H", buf, 0)[0]
+
+
 class _TcpClient:
     """One LAN TCP connection: bytes in until a whole query, answers out in any order."""
     __slots__ = ("sock", "source", "inbuf", "outbuf", "bytes_in", "last", "closed", "on_read", "on_write",
@@ -415,8 +420,16 @@ class DnsForwarder:
                 del c.inbuf[:2 + n]
                 c.last = self._now()
                 self._run(self.core.query(c, c.source, msg, c.last, tcp=True))
-            buf = c.inbuf                          # a whole batch taken: is another one waiting?
-            return not c.closed and (len(buf) < 2 or len(buf) < 2 + struct.unpack_from("!H", buf, 0)[0])
+            # A whole batch taken: is another one waiting? A length that ends the connection
+            # (0, past MAX_QUERY) counts as waiting, so it is acted on at the next wake-up, not
+            # left in the buffer until the host writes again or the idle timer (fuzz48).
+            buf = c.inbuf
+            if c.closed:
+                return False
+            if len(buf) < 2:
+                return True
+            (n,) = struct.unpack_from("!H", buf, 0)
+            return 1 <= n <= MAX_QUERY and len(buf) < 2 + n
         finally:
             c.holding = False
             self._flush_client(c)
@@ -526,18 +539,21 @@ class DnsForwarder:
         for _ in range(8):
             try:
                 if up.tcp:
-                    data = up.sock.recv(16384)
-                    if not data:
-                        self._failed(up.token)
-                        return
-                    up.inbuf += data
-                    if len(up.inbuf) < 2:
-                        return
+                    # One length-prefixed message at a time, the rest kept: a message the core
+                    # does not take (another ID) must not shift the framing of the next (fuzz48:
+                    # the whole buffer was dropped with it, and the real answer after it read
+                    # from its middle).
+                    if not _whole_message(up.inbuf):
+                        data = up.sock.recv(16384)
+                        if not data:
+                            self._failed(up.token)
+                            return
+                        up.inbuf += data
+                        if not _whole_message(up.inbuf):
+                            return
                     (n,) = struct.unpack_from("!H", up.inbuf, 0)
-                    if len(up.inbuf) < 2 + n:
-                        return
                     data, peer = bytes(up.inbuf[2:2 + n]), up.server
-                    up.inbuf.clear()
+                    del up.inbuf[:2 + n]
                 else:
                     data, addr = up.sock.recvfrom(MAX_ANSWER)
                     peer = (addr[0], addr[1])
@@ -549,6 +565,8 @@ class DnsForwarder:
             self._run(self.core.answer(up.token, peer, data, self._now()))
             if self.upstream.get(up.token) is not up:
                 return
+        if up.tcp and _whole_message(up.inbuf) and self.pump is not None:
+            self.pump.again(up.sock, lambda: self._on_upstream_read(up))   # read already: no wake-up says so
 
     def _failed(self, token: int) -> None:
         self._close_upstream(token)

@@ -640,6 +640,10 @@ def generate(out: Path = SEEDS, only: set[str] | None = None) -> dict[str, tuple
     from .refusal_targets import seeds as refusal_seeds
     for data in refusal_seeds():
         add("refusal-remnant", data)
+    # ---- fuzz48: the LAN DNS forwarder's sockets
+    from .dns_tcp_targets import seeds as dns_tcp_seeds
+    for data in dns_tcp_seeds():
+        add("dns-tcp", data)
 
     return write_seeds(out, seeds, only)
 

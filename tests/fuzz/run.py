@@ -104,6 +104,8 @@ INSTRUMENTED = (
     "appliance.router.lan_routes", "appliance.gateway.server_files", "appliance.openvpn.dhparams",
     # fuzz42: <connection> blocks, the MSS clamp, catoi (env-filter's level).
     "appliance.openvpn.config.connection_entry", "appliance.openvpn.mss", "appliance.openvpn.catoi",
+    # fuzz48: the LAN DNS forwarder's sockets.
+    "appliance.lan.dns_forwarder",
 )
 
 

@@ -1049,6 +1049,13 @@ _add(Target("refusal-remnant", lambda: _lazy("refusal_targets", "make_refusal_re
             "a refused UDP login's remnant (refusals.py) under random, shaped, replayed, spoofed and "
             "flooded packets and time: it sends only its own messages, to its own address, within "
             "REFUSAL_HOLD and a count per message; reads acks only; no session comes of it", 0.3))
+# fuzz48: the LAN DNS forwarder's sockets (no target imported dns_forwarder.py).
+_add(Target("dns-tcp", lambda: _lazy("dns_tcp_targets", "make_dns_tcp"), 8192,
+            "the LAN DNS forwarder's socket layer on fake sockets: LAN hosts' TCP streams (split anywhere, "
+            "bad lengths, pipelined past a batch, not reading their answers), upstream datagrams and a "
+            "truncated answer's TCP retry stream, time and tunnel changes: queries taken are the stream's "
+            "messages in order (all of them while open, closed at a bad length), answers whole frames of the "
+            "host's query IDs, buffers and sockets bounded", 0.3))
 
 
 def _make_selftest():

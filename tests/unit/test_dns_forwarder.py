@@ -281,6 +281,22 @@ def test_oversized_tcp_length_closes_only_that_connection(setup):
     assert w.rcode(recv_udp(c, run)) == 0
 
 
+def test_a_bad_length_after_a_whole_batch_closes_the_connection_without_more_input(setup):
+    """fuzz48 (tests/fuzz `dns-tcp`): a length past MAX_QUERY right after TCP_BATCH whole queries,
+    all in one write, stayed in the buffer -- the connection open, holding one of the 64 slots --
+    until the host wrote again or went idle for 10 s. Now it is closed at the next wake-up, as
+    the same length without the batch before it, and the batch is answered first."""
+    f, up, run = setup
+    frames = b"".join(struct.pack("!H", len(q)) + q for q in (w.encode_query(i, "batch.test") for i in range(8)))
+    bad = tcp_client(f)
+    bad.sendall(frames + b"\x10\x01" + b"x" * 8)
+    got = recv_tcp(bad, run, n=9)
+    assert got[-1] is None and len(got) == 9, got[-1:]          # 8 answers, then the close
+    assert sorted(struct.unpack_from("!H", a)[0] for a in got[:-1]) == list(range(8))
+    assert f.stats()["TCP query too large or empty"] == 1
+    bad.close()
+
+
 def test_malformed_udp_queries_formerr_or_dropped_never_raise(setup):
     f, up, run = setup
     c = udp_client(f)
