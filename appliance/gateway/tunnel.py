@@ -305,6 +305,10 @@ class TunnelNetwork(_TunAndRoutes):
                 if path is None:
                     log.warning("no pre-tunnel route to %s: its packets go into the tunnel", remote_ip)
                     return
+                # The last push's own route to this very address (another server pushed `route
+                # <this server> 255.255.255.255`) goes first: beside it the kernel refused the host
+                # route (EEXIST), and this server's packets went on into the TUN (fuzz48).
+                self.routes.drop(remote_ip, self._tun_index())
                 self.routes.keep_path_to(remote_ip, path)
                 self._record_routes()
                 log.info("host route to %s along the pre-tunnel path (past the last push's routes)", remote_ip)

@@ -189,6 +189,24 @@ class RouteSet:
                 own.close()
         return back, failed
 
+    def drop(self, address: str, oif: int) -> bool:
+        """Remove our host routes to `address` (/32, /128) out of interface `oif`; whether any
+        was ours. Why: a server's pushed `route` to another server's address stays in while the
+        client reconnects (persist-tun), and the kernel refuses the host route to that server
+        beside it (EEXIST: same destination and metric) -- its packets went into the TUN."""
+        ip = ipaddress.ip_address(address)
+        mine = [s for s in self.added if s["oif"] == oif and s["prefixlen"] == ip.max_prefixlen
+                and ipaddress.ip_address(s["dst"]) == ip]
+        if mine:
+            with Rtnl() if self.nl is None else _Borrowed(self.nl) as nl:
+                for spec in mine:
+                    try:
+                        nl.route_del(**spec)
+                    except NetlinkError as e:
+                        log.debug("route %s/%s already gone: %s", spec["dst"], spec["prefixlen"], e)
+                    self.added.remove(spec)
+        return bool(mine)
+
     def remove_all(self) -> None:
         with Rtnl() as nl:
             for spec in reversed(self.added):
@@ -197,6 +215,19 @@ class RouteSet:
                 except NetlinkError as e:
                     log.debug("route %s/%s already gone: %s", spec["dst"], spec["prefixlen"], e)
         self.added.clear()
+
+
+class _Borrowed:
+    """`with` for a netlink socket someone else closes."""
+
+    def __init__(self, nl: Rtnl) -> None:
+        self.nl = nl
+
+    def __enter__(self) -> Rtnl:
+        return self.nl
+
+    def __exit__(self, *exc) -> None:
+        pass
 
 
 def _on_link(nl, dst: str, oif: int) -> bool:

@@ -202,13 +202,14 @@ class _Conn:
         self.taken: list[bytes] = []      # the queries the core got from this connection
 
 
-def _split(stream: bytes, max_query: int) -> tuple[list[bytes], bool]:
-    """The whole messages of a length-prefixed stream, and whether a bad length (0 or past
-    max_query) comes up after them (the connection must then end)."""
+def _split(stream: bytes, max_query: int, least: int = 1) -> tuple[list[bytes], bool]:
+    """The whole messages of a length-prefixed stream, and whether a bad length (under `least`
+    or past max_query) comes up after them (the connection must then end). An upstream's stream
+    has no bad length (least 0: an empty message is a message the core drops)."""
     out, at = [], 0
     while len(stream) - at >= 2:
         (n,) = struct.unpack_from("!H", stream, at)
-        if n < 1 or n > max_query:
+        if n < least or n > max_query:
             return out, True
         if len(stream) - at < 2 + n:
             break
@@ -391,14 +392,14 @@ class _World:
             f"{open_socks} fake sockets open for {len(f.clients)} connections and {len(f.upstream)} attempts"
         for up, data in self.answers:
             if up is not None and up.tcp:
-                whole, _ = _split(bytes(self.up_streams.get(id(up.sock), b"")), 0xFFFF)
+                whole, _ = _split(bytes(self.up_streams.get(id(up.sock), b"")), 0xFFFF, least=0)
                 k = self.up_taken[id(up.sock)] = self.up_taken.get(id(up.sock), 0) + 1
                 assert len(whole) >= k and whole[k - 1] == data, \
                     f"a TCP upstream's answer {k} is not message {k} of its stream"
         self.answers.clear()
         for up in f.upstream.values():
             if up.tcp:
-                whole, _ = _split(bytes(self.up_streams.get(id(up.sock), b"")), 0xFFFF)
+                whole, _ = _split(bytes(self.up_streams.get(id(up.sock), b"")), 0xFFFF, least=0)
                 assert self.up_taken.get(id(up.sock), 0) == len(whole), \
                     "a whole message of a TCP upstream's stream never reached the core"
 

@@ -644,6 +644,9 @@ def generate(out: Path = SEEDS, only: set[str] | None = None) -> dict[str, tuple
     from .dns_tcp_targets import seeds as dns_tcp_seeds
     for data in dns_tcp_seeds():
         add("dns-tcp", data)
+    from .tunnel_targets import seeds as tunnel_seeds
+    for data in tunnel_seeds():
+        add("tunnel-push", data)
 
     return write_seeds(out, seeds, only)
 

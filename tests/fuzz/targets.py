@@ -1056,6 +1056,12 @@ _add(Target("dns-tcp", lambda: _lazy("dns_tcp_targets", "make_dns_tcp"), 8192,
             "truncated answer's TCP retry stream, time and tunnel changes: queries taken are the stream's "
             "messages in order (all of them while open, closed at a bad length), answers whole frames of the "
             "host's query IDs, buffers and sockets bounded", 0.3))
+# fuzz48: a hostile server's pushes applied to the host (no target reached gateway/tunnel.py).
+_add(Target("tunnel-push", lambda: _lazy("tunnel_targets", "make_tunnel_push"), 4096,
+            "PUSH_REPLY texts applied in turn by the client's TunnelNetwork on a fake kernel (six profiles, "
+            "client or router mode, two servers, route-delay's routes): only the errors the client takes "
+            "as a push it cannot set up escape; the server never routed into the TUN, no LAN host either, the "
+            "TUN holding exactly the push's addresses; after close the host's addresses and routes as before", 0.3))
 
 
 def _make_selftest():

@@ -124,6 +124,26 @@ def test_the_server_keeps_its_pre_tunnel_path_when_the_push_covers_its_address(i
     assert [r for r in _routes("wan") if r[0] != "default"] == []
 
 
+def test_a_route_another_server_pushed_to_this_servers_address_does_not_hold_it_in_the_tunnel(inside):
+    """fuzz48 (tests/fuzz `tunnel-push`): server B pushes `route <server A> 255.255.255.255` with
+    redirect-gateway; the client fails over to A with B's routes still in (persist-tun). The host
+    route to A along the pre-tunnel path was refused by the kernel beside B's route (EEXIST: the
+    same destination and metric), taken as "already there", and A's handshake went into the TUN
+    -- the client could never reach A. B's route to that address goes first now."""
+    other = "198.18.60.10"
+    net = TunnelNetwork(Options())
+    try:
+        net.apply(_push(FULL + f",route {other} 255.255.255.255"), SERVER)
+        dev = net.tun.name
+        assert other in {r[0] for r in _routes(dev)}
+        net.reach(other)
+        assert (other, GW, "static", None, None, None) in _routes("wan")
+        assert other not in {r[0] for r in _routes(dev)}
+    finally:
+        net.close()
+    assert [r for r in _routes("wan") if r[0] != "default"] == []
+
+
 def test_an_ipv6_server_inside_a_pushed_route_ipv6_keeps_its_pre_tunnel_path(inside):
     """As OpenVPN (init_route_ipv6_list): a pushed route-ipv6 covering the IPv6 server's address
     gets the server a host route via the pre-tunnel IPv6 gateway, redirect-gateway or not;
