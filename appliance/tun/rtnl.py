@@ -114,7 +114,10 @@ def _ip_bytes(addr: str) -> tuple[int, bytes]:
 
 
 def _ip_str(family: int, b: bytes | None) -> str | None:
-    if b is None or len(b) != (16 if family == socket.AF_INET6 else 4):
+    # A family neither IPv4's nor IPv6's (a dump of AF_UNSPEC holds what the message says) is
+    # no address: inet_ntop raised ValueError for it (fuzz48 `rtnl-reply`).
+    if b is None or family not in (socket.AF_INET, socket.AF_INET6) \
+            or len(b) != (16 if family == socket.AF_INET6 else 4):
         return None
     return socket.inet_ntop(family, b)
 
@@ -186,7 +189,8 @@ class Rtnl:
                 if mtype == NLMSG_ERROR:
                     code = -struct.unpack_from("=i", msg)[0] if len(msg) >= 4 else errno.EPROTO
                     if code:
-                        raise NetlinkError(code, os.strerror(code))
+                        # (os.strerror takes a C int: -INT_MIN is none, OverflowError; fuzz48)
+                        raise NetlinkError(code, os.strerror(code) if -2**31 <= code < 2**31 else "unknown error")
                     return out, interrupted      # the ACK
                 if mtype == NLMSG_DONE:
                     return out, interrupted

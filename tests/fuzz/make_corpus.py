@@ -647,6 +647,9 @@ def generate(out: Path = SEEDS, only: set[str] | None = None) -> dict[str, tuple
     from .tunnel_targets import seeds as tunnel_seeds
     for data in tunnel_seeds():
         add("tunnel-push", data)
+    from .rtnl_targets import seeds as rtnl_seeds
+    for data in rtnl_seeds():
+        add("rtnl-reply", data)
 
     return write_seeds(out, seeds, only)
 

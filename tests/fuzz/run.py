@@ -104,8 +104,8 @@ INSTRUMENTED = (
     "appliance.router.lan_routes", "appliance.gateway.server_files", "appliance.openvpn.dhparams",
     # fuzz42: <connection> blocks, the MSS clamp, catoi (env-filter's level).
     "appliance.openvpn.config.connection_entry", "appliance.openvpn.mss", "appliance.openvpn.catoi",
-    # fuzz48: the LAN DNS forwarder's sockets.
-    "appliance.lan.dns_forwarder",
+    # fuzz48: the LAN DNS forwarder's sockets, the pushed network's routes and addresses, rtnetlink.
+    "appliance.lan.dns_forwarder", "appliance.gateway.tunnel", "appliance.router.links", "appliance.tun.rtnl",
 )
 
 

@@ -1062,6 +1062,11 @@ _add(Target("tunnel-push", lambda: _lazy("tunnel_targets", "make_tunnel_push"), 
             "client or router mode, two servers, route-delay's routes): only the errors the client takes "
             "as a push it cannot set up escape; the server never routed into the TUN, no LAN host either, the "
             "TUN holding exactly the push's addresses; after close the host's addresses and routes as before", 0.3))
+# fuzz48: the kernel's replies to our rtnetlink requests (rtnl.py's request and its readers).
+_add(Target("rtnl-reply", lambda: _lazy("rtnl_targets", "make_rtnl_reply"), 4096,
+            "the kernel's answers (ACKs, errors, dumps; cut, of other sequence numbers, without their end) to "
+            "Rtnl's addrs / addr_flush / route_get / default_routes / route_add: only NetlinkError or the "
+            "timeout escape, no read past the datagrams, every answer well-formed and of the link asked", 0.2))
 
 
 def _make_selftest():
