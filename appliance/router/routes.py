@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+from contextlib import nullcontext
 
 from ..tun.rtnl import RTN_UNICAST, RTN_UNREACHABLE, NetlinkError, Rtnl, link_index
 
@@ -198,7 +199,7 @@ class RouteSet:
         mine = [s for s in self.added if s["oif"] == oif and s["prefixlen"] == ip.max_prefixlen
                 and ipaddress.ip_address(s["dst"]) == ip]
         if mine:
-            with Rtnl() if self.nl is None else _Borrowed(self.nl) as nl:
+            with Rtnl() if self.nl is None else nullcontext(self.nl) as nl:
                 for spec in mine:
                     try:
                         nl.route_del(**spec)
@@ -215,19 +216,6 @@ class RouteSet:
                 except NetlinkError as e:
                     log.debug("route %s/%s already gone: %s", spec["dst"], spec["prefixlen"], e)
         self.added.clear()
-
-
-class _Borrowed:
-    """`with` for a netlink socket someone else closes."""
-
-    def __init__(self, nl: Rtnl) -> None:
-        self.nl = nl
-
-    def __enter__(self) -> Rtnl:
-        return self.nl
-
-    def __exit__(self, *exc) -> None:
-        pass
 
 
 def _on_link(nl, dst: str, oif: int) -> bool:
