@@ -187,10 +187,10 @@ class Rtnl:
                     continue                     # a late answer to an earlier request
                 interrupted = interrupted or bool(mflags & NLM_F_DUMP_INTR)
                 if mtype == NLMSG_ERROR:
-                    code = -struct.unpack_from("=i", msg)[0] if len(msg) >= 4 else errno.EPROTO
+                    # (-INT_MIN is no C int: os.strerror raised OverflowError for it; fuzz48)
+                    code = -max(struct.unpack_from("=i", msg)[0], -0x7FFFFFFF) if len(msg) >= 4 else errno.EPROTO
                     if code:
-                        # (os.strerror takes a C int: -INT_MIN is none, OverflowError; fuzz48)
-                        raise NetlinkError(code, os.strerror(code) if -2**31 <= code < 2**31 else "unknown error")
+                        raise NetlinkError(code, os.strerror(code))
                     return out, interrupted      # the ACK
                 if mtype == NLMSG_DONE:
                     return out, interrupted
