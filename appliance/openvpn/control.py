@@ -173,13 +173,29 @@ class ControlChannel:
             if ks.retired_at is not None:
                 self._count("control message for a retired key")
                 return
+            if ks.tls_broken:
+                # Acked (the peer's reliability layer lets it go), not read: that TLS is over.
+                self._count("control message for a key whose TLS failed")
+                self._spend_control_budget(1, now)
+                return
             if ks.tls is None:
-                raise RemoteProtocolError("TLS data before reset")
-            self._spend_control_budget(ks.tls.feed(payload, self._control_room(now)), now)
+                e = RemoteProtocolError("TLS data before reset")
+                if self._contain_tls_failure(ks, e, now):
+                    self._spend_control_budget(1, now)
+                    return
+                raise e
+            try:
+                records = ks.tls.feed(payload, self._control_room(now))
+            except RemoteProtocolError as e:
+                if self._contain_tls_failure(ks, e, now):
+                    self._spend_control_budget(1, now)
+                    return
+                raise
+            self._spend_control_budget(records, now)
 
     def _advance(self, ks: KeyState, now: float) -> None:
         """Drive TLS and the key exchange of one key state as far as the inputs allow."""
-        if ks.tls is None or ks.phase == KS.DEAD:
+        if ks.tls is None or ks.phase == KS.DEAD or ks.tls_broken:
             if ks.refusal is not None:
                 # The client's message after its refused handshake (its key-method message):
                 # acked with the refusal, or a 2.6 client never takes the key exchange as done
@@ -192,6 +208,10 @@ class ControlChannel:
         except VerifyRefused as e:
             self._queue_tls(ks, e.notice)       # sent by the flush after the session ends
             self.told_refused = bool(e.notice) and not self.is_client    # (and resent: refusals.py)
+            raise
+        except RemoteProtocolError as e:
+            if self._contain_tls_failure(ks, e, now):
+                return
             raise
         self._queue_tls(ks, out)
         if ks.tls.verify_chain is not None and not ks.tls.verdict_asked:
@@ -298,14 +318,15 @@ class ControlChannel:
 
     def _send_text(self, text: str, ks: KeyState | None = None) -> None:
         ks = ks or self._active_ks()
-        if ks is None or ks.tls is None or not ks.tls.handshake_done:
+        if ks is None or ks.tls is None or not ks.tls.handshake_done or ks.tls_broken:
             return
         self._queue_tls(ks, ks.tls.send_message(to_bytes(text) + b"\0"))
 
     def _active_ks(self) -> KeyState | None:
         best = None
         for ks in self.keys.values():
-            if ks.phase == KS.ACTIVE and ks.tls is not None and (best is None or ks.created >= best.created):
+            if ks.phase == KS.ACTIVE and ks.tls is not None and not ks.tls_broken \
+                    and (best is None or ks.created >= best.created):
                 best = ks
         if best is None:
             best = self.keys.get(0)

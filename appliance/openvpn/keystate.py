@@ -7,7 +7,8 @@ glance. Each phase names what is valid in it; fields outside their phase stay No
     TLS            + `tls`: the TLS handshake runs over the reliable channel
     KEY_EXCHANGE   + `local_km` / `remote_km`: key-method-2 messages travel inside TLS
     PUSH           client, key 0 only: keys known, waiting for the PUSH_REPLY (cipher, peer-id)
-    ACTIVE         + `data` (and `active_since`): decrypts; sends once `pending_send` is cleared
+    ACTIVE         + `data` (and `active_since`): decrypts; sends once `pending_send` is cleared;
+                   `tls_broken`: its TLS failed after the handshake, data only until replaced
     retired        ACTIVE with `retired_at` set: a lame duck that only decrypts until tran-window
                    ends; its TLS object and reliability layer are dropped (`retire`) so a client
                    that renegotiates often pins no memory for them
@@ -37,7 +38,7 @@ class KeyState:
     __slots__ = ("key_id", "phase", "reliable", "tls", "primed", "created", "active_since", "local_km",
                  "remote_km", "sent_km", "data", "retired_at", "wkc_resend", "sent_first_control",
                  "pending_send", "pending_auth", "expires_at", "ours", "hand_deadline", "auth_pending_at",
-                 "cr_responses", "refusal")
+                 "cr_responses", "refusal", "tls_broken")
 
     def __init__(self, key_id: int, now: float, tls_timeout: float, tcp: bool) -> None:
         self.key_id = key_id
@@ -65,6 +66,11 @@ class KeyState:
         # certificate, Session.lock_identity_of): said once the client's key-method message came,
         # so that message is acked (control.py _advance).
         self.refusal: str | None = None
+        # ACTIVE, but its TLS session failed (bytes that are no TLS of the peer's, such as a
+        # forgery by a holder of the shared tls-auth / tls-crypt key): the data keys go on, the
+        # control channel of this key reads and writes nothing more; a renegotiation replaces
+        # it (Session._contain_tls_failure). `tls` is kept for the peer's certificate.
+        self.tls_broken = False
 
     @property
     def negotiating(self) -> bool:

@@ -50,7 +50,7 @@ from .compression import SEND_FRAMING, DecompressError, compressed, decompress
 from .compstub import compress_stub, decompress_stub, framing_byte
 from .control import CONTROL_BURST, ControlChannel
 from .datachannel import DataKey
-from .errors import BadPacket, ClientRefused, LocalProtocolError, PushError, RemoteProtocolError
+from .errors import BadPacket, ClientRefused, LocalProtocolError, PushError, RemoteProtocolError, VerifyRefused
 from .fragment import Fragmenter, max_fragment_size
 from .gentoken import TokenPolicy
 from .keys import EKM_LABEL, KEY_BLOCK_LEN, prf_key_block, split_key_block
@@ -66,6 +66,7 @@ PUSH_BUNDLE_SIZE = 1024     # OpenVPN's: the longest INFO_PRE it sends
 # Plain ints for the per-packet test in receive: comparing with IntEnum members costs ~0.2 us.
 _DATA_V1, _DATA_V2 = int(Op.DATA_V1), int(Op.DATA_V2)
 from .tls import TlsSettings, chain_or_depth0, context_for
+from ..logpace import NoteLimit, times
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -101,6 +102,11 @@ PEER_RENEG_EVERY = 1.0
 # mode `cycle`; tests/engine/test_renegotiation_rate.py). No honest peer renegotiates in its first
 # seconds more than once (reneg-sec, -bytes and -pkts count from the first key).
 PEER_RENEG_START = 1
+# A key's TLS failing once the session is up (_contain_tls_failure) starts a renegotiation to
+# replace it; such recoveries start at most once per this many seconds. Why a bound: the bytes
+# that fail it may be anyone's who holds the shared tls-auth / tls-crypt key, as often as they
+# like; each recovery is a full handshake (~6 ms of our CPU, the peer's too).
+RECOVERY_EVERY = 10.0
 # Server: how long a client's control-channel EXIT leaves its session in place, as OpenVPN 2.6
 # (push.c receive_exit_message -> schedule_exit: options.scheduled_exit_interval, 5 s, no option
 # sets it). Measured beside Debian's 2.6.14 server (tests/interop/test_client_exit_hold_vs_openvpn.py):
@@ -316,6 +322,13 @@ class Session(ControlChannel):
         self._reneg_tokens = float(PEER_RENEG_START)   # _may_answer_soft_reset
         self._reneg_tokens_at = now
         self._held_reset: tuple | None = None  # (when, key id, body): a soft reset over the rate
+        # _contain_tls_failure: when the renegotiation (a client after a failed one: the new TLS
+        # session) that replaces a failed TLS starts, and when the last one started
+        self._recover_at: float | None = None
+        self._failed_over: KeyState | None = None   # client: the key in use when a renegotiation failed so
+        self._reneg_hold = -_NEVER               # our own reneg-sec/-bytes/-pkts wait till then (_renegotiation_failed)
+        self._recovered_at = -_NEVER
+        self._tls_failures_said = NoteLimit()
         self._unflushed = False
         self._km_made: tuple | None = None   # prime(): the first key's key-method message, made early
         self._deferred: list[tuple[KeyState, list[tuple[int, bytes]]]] = []   # acked, read in settle()
@@ -1132,6 +1145,8 @@ class Session(ControlChannel):
             return
         if self._held_reset is not None and now >= self._held_reset[0]:
             self._answer_held_reset(now)
+        if self._recover_at is not None and now >= self._recover_at:
+            self._recover(now)
         for ks in list(self.keys.values()):
             if self.keys.get(ks.key_id) is not ks:
                 continue                    # a new TLS session replaced the key states meanwhile
@@ -1187,7 +1202,7 @@ class Session(ControlChannel):
                 self.reneg_check_at = now + self._counter_check_interval()
             newest = self._newest()
             if newest is not None and newest.phase == KS.ACTIVE and newest.active_since is not None \
-                    and self.exit_at is None:
+                    and self.exit_at is None and now >= self._reneg_hold:
                 # (the EXIT's hold renegotiates nothing, as 2.6's schedule_exit: single session)
                 d = newest.data
                 if ((self.cfg.reneg_sec and now >= newest.active_since + self.cfg.reneg_sec)
@@ -1204,6 +1219,76 @@ class Session(ControlChannel):
             return RENEG_CHECK_INTERVAL
         return USAGE_CHECK_INTERVAL
 
+    def _contain_tls_failure(self, ks: KeyState, e: RemoteProtocolError, now: float) -> bool:
+        """TLS of key `ks` failed on what reached it (`e`, from feed or pump): True when the
+        session goes on without it, False when the failure ends the session (the caller raises).
+
+        Why: the control packets that carry TLS are authenticated by the tls-auth / tls-crypt
+        key only, which every user of a profile holds: one who sees a connected peer's control
+        packets (their ids read through that key) can wrap bytes that are no TLS in its session
+        under the next message id. OpenVPN 2.6 ends the whole TLS session then, its data keys
+        with it (ssl.c tls_multi_process), and so did we: a third party ended someone else's
+        tunnel with one packet, until its ping-restart. Now, once the session is up:
+        - a key whose handshake was done and that carries data (ACTIVE) keeps its data keys,
+          which no key holder has; its control channel is over (`tls_broken`: acked, not
+          read, nothing sent) and a renegotiation replaces it (_recover, at most one per
+          RECOVERY_EVERY);
+        - a renegotiation's handshake that fails is that renegotiation's failure only, as one
+          that misses hand-window (_renegotiation_failed): the key in use goes on, and a new
+          one is tried (_recover) -- over TCP, as there, the session ends.
+        A failure about the peer's certificate (verification, our checks, tls-verify) stays
+        fatal: a revoked or changed identity must never keep its tunnel. Before the first key
+        is up, too: there is no data channel to keep. Each is counted and said at a limited
+        rate (logpace.NoteLimit)."""
+        if not self.established or isinstance(e, VerifyRefused) or self.keys.get(ks.key_id) is not ks \
+                or (ks.tls is not None and ks.tls.identity_refused):
+            return False
+        if ks.phase == KS.ACTIVE and ks.tls is not None and ks.tls.handshake_done and ks.retired_at is None:
+            ks.tls_broken = True
+            self._count("TLS failed on an established key (its data channel kept)")
+            self._say_tls_failure(f"TLS error on key {ks.key_id} ({e}): its data channel is kept, its control "
+                                  "channel dropped; a renegotiation replaces it", now)
+            self._want_recovery(now)
+            return True
+        if ks.negotiating:
+            self._renegotiation_failed(ks, f"TLS error in the renegotiation ({e})", now, retry=False)
+            self._want_recovery(now)
+            return True
+        return False
+
+    def _say_tls_failure(self, message: str, now: float) -> None:
+        """A contained TLS failure's warning, at most NoteLimit's pace per session."""
+        held = self._tls_failures_said.due(now)
+        if held is not None:
+            self._warn(message + times(held))
+
+    def _want_recovery(self, now: float) -> None:
+        """Ask for the renegotiation that replaces a failed TLS: now, or RECOVERY_EVERY after
+        the last one began."""
+        if self._recover_at is None:
+            self._recover_at = max(now, self._recovered_at + RECOVERY_EVERY)
+
+    def _recover(self, now: float) -> None:
+        """_want_recovery's time came: a client whose renegotiation failed begins a new TLS
+        session (as after hand-window, _new_tls_session); otherwise a soft reset under a new key
+        id (either end may start one; OpenVPN 2.6 answers a server's as a client's) when the
+        key in use is broken or doomed by a failed renegotiation -- not when a renegotiation is
+        under way or has replaced it meanwhile (reneg-sec, the peer's)."""
+        self._recover_at = None
+        current, self._failed_over = self._failed_over, None
+        if current is not None and current.retired_at is None and current.data is not None \
+                and current.data is self.send_key:
+            self._recovered_at = now
+            self._new_tls_session(current, now)
+            return
+        newest = self._newest()
+        if newest is None or newest.phase != KS.ACTIVE or newest.retired_at is not None \
+                or not (newest.tls_broken or newest.expires_at is not None):
+            return
+        if self._start_soft_reset(now):
+            self._recovered_at = now
+            self._count("renegotiation to replace a failed TLS")
+
     def _negotiation_timed_out(self, ks: KeyState, now: float) -> None:
         """hand-window passed with key state `ks` still negotiating. As OpenVPN 2.6 (ssl.c,
         tls_multi_process): over UDP, a renegotiation that fails while the key in use has its data
@@ -1214,7 +1299,14 @@ class Session(ControlChannel):
         server retries when its reneg trigger still holds; the client starts a new TLS session
         at once (_new_tls_session), as OpenVPN's client does, and again after each one that
         fails, until the old key's tran-window ends."""
-        msg = f"TLS key negotiation failed to occur within {self.cfg.hand_window} seconds"
+        self._renegotiation_failed(ks, f"TLS key negotiation failed to occur within {self.cfg.hand_window} seconds",
+                                   now, retry=True)
+
+    def _renegotiation_failed(self, ks: KeyState, msg: str, now: float, retry: bool) -> None:
+        """Key state `ks` will not be negotiated (`msg`: why): _negotiation_timed_out's
+        decision, also for a renegotiation whose TLS failed (_contain_tls_failure). `retry`:
+        a client starts its new TLS session now (the hand-window case); otherwise it is left to
+        _recover, at its bounded pace, and so is the server's next attempt (_reneg_hold)."""
         current = next((k for k in self.keys.values()
                         if k.data is not None and k.data is self.send_key and k.retired_at is None), None)
         if current is None and self.lame_session_key is not None and self.lame_session_key.retired_at is None:
@@ -1230,9 +1322,17 @@ class Session(ControlChannel):
         if current.expires_at is None:
             current.expires_at = ks.created + self.cfg.tran_window
         self._count("renegotiation failed")
-        self._warn(f"{msg}: renegotiation (key {ks.key_id}) abandoned; key {current.key_id} stays in use "
-                   f"for at most {max(0.0, current.expires_at - now):.0f} s more")
-        if self.is_client:
+        said = (f"{msg}: renegotiation (key {ks.key_id}) abandoned; key {current.key_id} stays in use "
+                f"for at most {max(0.0, current.expires_at - now):.0f} s more")
+        if retry:
+            self._warn(said)
+        else:
+            self._say_tls_failure(said, now)
+        if not retry:
+            self._reneg_hold = now + RECOVERY_EVERY
+            if self.is_client:
+                self._failed_over = current
+        elif self.is_client:
             self._new_tls_session(current, now)
 
     def _new_tls_session(self, current: KeyState, now: float) -> None:
@@ -1271,7 +1371,7 @@ class Session(ControlChannel):
                 d = min(d, self._hand_deadline(ks))
             elif (ks is newest and ks.phase == KS.ACTIVE and ks.active_since is not None
                   and self.cfg.reneg_sec and self.exit_at is None):     # (none in the EXIT's hold)
-                d = min(d, ks.active_since + self.cfg.reneg_sec)
+                d = min(d, max(ks.active_since + self.cfg.reneg_sec, self._reneg_hold))
             if ks.retired_at is not None:
                 d = min(d, ks.retired_at + self.cfg.tran_window)
             if ks.expires_at is not None:
@@ -1282,6 +1382,8 @@ class Session(ControlChannel):
             d = min(d, self.token_renew_at)
         if self._held_reset is not None:
             d = min(d, self._held_reset[0])
+        if self._recover_at is not None:
+            d = min(d, self._recover_at)
         lame = self.lame_session_key
         if lame is not None:
             d = min(d, lame.retired_at + self.cfg.tran_window if lame.retired_at is not None

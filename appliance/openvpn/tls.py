@@ -1113,6 +1113,10 @@ def _not_a_record(first: int) -> NoReturn:
                               "or foreign header)")
 
 
+# OpenSSL's reason when a peer that must show a certificate sent none (a refusal of the peer's
+# identity, as a failed verification: TlsEndpoint.identity_refused).
+_NO_PEER_CERT = "did not return a certificate"
+
 # What a peer refused by tls-verify is sent, through TLS, in place of our key-method message: a
 # message OpenVPN's key_method_2_read refuses ("TLS ERROR: Unknown key_method/flags=0", a TLS
 # error: the client restarts at once, the server drops that handshake). Why not a TLS alert: the
@@ -1178,6 +1182,10 @@ class TlsEndpoint:
         self._held_cert: x509.Certificate | None = None
         self._held_input = 0                    # bytes fed while held
         self._held_under: Callable[..., tuple[bytes, ...] | None] | None = None   # verify_again when the hold began
+        # The failure was about the peer's certificate (OpenSSL's verification, our checks, the
+        # tls-verify hold, no certificate sent), not about the bytes that reached TLS: a
+        # session never keeps a key whose handshake failed so (see Session._contain_tls_failure).
+        self.identity_refused = False
         # Where feed() is in the peer's record stream (a record may be cut over control packets):
         self._rec_head = b""     # the start of a record header cut off at the end of a feed
         self._rec_skip = 0       # bytes of the current record's body still to come
@@ -1269,9 +1277,11 @@ class TlsEndpoint:
             yield
         except _UNREADABLE as e:
             self.peer_cert = None
+            self.identity_refused = True
             raise RemoteProtocolError(f"VERIFY ERROR: peer certificate cannot be read: {e}") from None
         except BaseException:
             self.peer_cert = None
+            self.identity_refused = True
             raise
 
     def _hold(self) -> None:
@@ -1281,6 +1291,7 @@ class TlsEndpoint:
             chain = (self.peer_cert, *self._chain_now())
         except _UNREADABLE as e:
             self.peer_cert = None
+            self.identity_refused = True
             raise RemoteProtocolError(f"VERIFY ERROR: a certificate of the peer's chain cannot be read: {e}") from None
         self._held_cert, self.peer_cert = self.peer_cert, None
         self.verify_chain = chain
@@ -1342,6 +1353,8 @@ class TlsEndpoint:
             # expired certificate, an unknown CA, a key too weak for tls-cert-profile) apart.
             code = _lib.SSL_get_verify_result(self._ssl) if "verify failed" in str(e) else 0
             why = f" ({_ffi.string(_lib.X509_verify_cert_error_string(code)).decode()})" if code else ""
+            if code or "verify failed" in str(e) or _NO_PEER_CERT in str(e):
+                self.identity_refused = True
             raise RemoteProtocolError(f"TLS error: {e}{why}") from None
         raise RemoteProtocolError(f"TLS error: OpenSSL returned {r} with no error")
 
