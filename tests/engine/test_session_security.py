@@ -64,6 +64,26 @@ def test_renegotiation_with_another_certificate_ends_the_session(pki):
     assert s.send_key is None or s.send_key.key_id == 0
 
 
+@pytest.mark.parametrize("who", ["client", "server"])
+def test_renegotiation_with_a_certificate_of_another_ca_ends_the_session(pki, who):
+    """A TLS failure of a renegotiation about the peer's certificate -- OpenSSL's verification
+    refusing a chain of another CA -- ends the session: only failures on the bytes that reached
+    TLS (a key holder's forgery) are contained (Session._contain_tls_failure, forge48); a
+    revoked or foreign identity never keeps its tunnel on the old key."""
+    c, s, link = connected(pki)
+    other = _cert("other CA")
+    usage = ExtendedKeyUsageOID.CLIENT_AUTH if who == "client" else ExtendedKeyUsageOID.SERVER_AUTH
+    changed, refusing = (c, s) if who == "client" else (s, c)
+    t = changed.cfg.tls
+    changed.cfg.tls = TlsSettings(pki["ca"], *_pems(_cert("alice" if who == "client" else "server", other, usage)),
+                                  t.is_server, remote_cert_tls=t.remote_cert_tls)
+    changed.tls_context = build_context(changed.cfg.tls)
+    _renegotiate(link, c, s)
+    closed = _closed(refusing)
+    assert refusing.closed and closed and "verify failed" in closed[0].reason, closed
+    assert not refusing.stats.get("renegotiation failed")
+
+
 def test_renegotiation_with_another_certificate_of_the_same_name_ends_the_session(pki):
     """OpenVPN 2.6 locks the peer's certificates, not only its CN ("client-provided SSL certs
     unexpectedly changed during mid-session reauth"): a second certificate the CA gave the same
