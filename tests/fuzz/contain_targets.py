@@ -24,9 +24,9 @@ Input: steps split at SEP, `op b0 b1 body`; op % 16:
     message id read from that client's captured control packets (the key opens them), `body` as
     the payload of message id + b1 % 8 (b1 bit 7: with an ACK), from the client's address, packet
     ids far ahead. Into mallory's session by default; into a legitimate client's (b0 picks it)
-    with FUZZ_CONTAIN_FORGE_LEGIT=1 -- which ends that client's session at once (fuzz45's
-    finding: a shared tls-crypt key makes its holders insiders, as in 2.6; tls-crypt-v2's
-    per-client keys are the answer), so the default leaves it out of the containment oracle;
+    with FUZZ_CONTAIN_FORGE_LEGIT=1 -- which ended that client's session at once (fuzz45's
+    finding, as in 2.6; since forge48 the client keeps its tunnel and renegotiates, and the
+    oracle holds with it: tests/fuzz/README.md);
   5 a handshake flood: b0 % 12 key holders from new addresses;
   6 mallory floods PUSH_REQUEST (b0 % 24 + 1 times);
   7 mallory sends `body` as TLS plaintext on its control channel (a bogus key-method message, junk;
@@ -329,9 +329,8 @@ def _act(w, gw, op, b0, b1, body, legit, mallory, c2s, s2c, server, serial) -> N
         serial[0] += 1
         w.extra.append(KeyHolder(w, addr, vaddr if b0 & 0x80 else addr, f"contain-kh-{serial[0]}"))
     elif op == 4:
-        # Into a legitimate client's session only with FORGE_LEGIT: a tls-crypt key is shared, so
-        # its holder ends any session it sees (as with 2.6; the module's docstring). By default the
-        # forgery goes into mallory's, and the checks see that it ends that one only.
+        # Into a legitimate client's session only with FORGE_LEGIT (fuzz45's finding, fixed by
+        # forge48: the module's docstring). By default the forgery goes into mallory's.
         target = vaddr if FORGE_LEGIT else _mallory_addr(gw, mallory)
         if target is not None:
             _forge_control(w, target, c2s, b1, body, server, serial)
