@@ -74,13 +74,21 @@ NON_HOST_SOURCE = "inner packet from an address no host sends from"
 
 
 def _non_host4(src) -> bool:
-    """0.0.0.0/8, 127.0.0.0/8, multicast 224.0.0.0/4, reserved 240.0.0.0/4 and 255.255.255.255."""
-    return src[0] == 0 or src[0] == 127 or src[0] >= 224
+    """0.0.0.0/8, 127.0.0.0/8, multicast 224.0.0.0/4 and 255.255.255.255. Not the rest of
+    240.0.0.0/4: Linux hosts take it as unicast (since 2.6.25) and some sites number LANs from it
+    -- a router client's iroute'd 240.1.0.0/16 passes as with 2.6 (review48a)."""
+    return src[0] == 0 or src[0] == 127 or 224 <= src[0] < 240 or src == b"\xff\xff\xff\xff"
 
 
 def _non_host6(src) -> bool:
-    """Multicast ff00::/8, the unspecified :: and loopback ::1."""
-    return src[0] == 0xFF or (not any(src[:15]) and src[15] <= 1)
+    """Multicast ff00::/8, the unspecified :: and loopback ::1, and IPv4-mapped ::ffff:0:0/96
+    (never on the wire, RFC 4291 2.5.5.2: a dual-stack socket on the server -- its DNS on the
+    tunnel address -- reads ::ffff:127.0.0.1 as its own 127.0.0.1; review48a)."""
+    if src[0] == 0xFF:
+        return True
+    if any(src[:10]):
+        return False
+    return (src[10] == src[11] == 0xFF) or (not any(src[10:15]) and src[15] <= 1)
 
 # A client's moves (float) make at most one ClientFloated event, so one log line, per this many
 # seconds; the others are counted and the next event says how many there were.
@@ -430,7 +438,11 @@ class ServerDispatcher(ClientPush):
             return pts          # Ethernet frames: the switch checks their source MACs (l2switch.py)
         ok = []
         by_vaddr4 = self.by_vaddr4
-        own = rec.vaddr_packed if rec.vaddr_packed and by_vaddr4.get(rec.vaddr_packed) is rec else None
+        local4, local6 = self.st.local_ip4, self.st.local_ip6
+        # (never the server's own address, even pushed to it: a ccd's `ifconfig-push` of it, a
+        # pool over it -- 2.6's lookup answers no client for it, so drops all such a client sends)
+        own = rec.vaddr_packed if rec.vaddr_packed and by_vaddr4.get(rec.vaddr_packed) is rec \
+            and rec.vaddr_packed != local4 else None
         # (its IPv6 address as its IPv4 one: only while routed to it -- learn-address may refuse it)
         own6 = rec.vaddr6 if rec.vaddr6 is not None and self.by_vaddr.get(rec.vaddr6) is rec else None
         for p in pts:
@@ -450,10 +462,10 @@ class ServerDispatcher(ClientPush):
                     # (before the routes: a wide iroute-ipv6 covers them, but no client's are routed)
                     self._refused(rec, p, LINK_LOCAL_SOURCE if _link_local(p) else NON_HOST_SOURCE)
                     continue
-                owner = self.by_vaddr.get(text6)
-                if owner is None and rec.iroutes6 and text6 != self.st.local_ip6:
-                    # (not the server's own address, even inside the client's iroute-ipv6: its
-                    # packets to other clients would pass as the server's)
+                # (not the server's own address, by any route: its packets to other clients
+                # would pass as the server's)
+                owner = None if text6 == local6 else self.by_vaddr.get(text6)
+                if owner is None and rec.iroutes6 and text6 != local6:
                     owner = self.iroutes6.lookup(src6)
                 if owner is rec:
                     ok.append(p)
@@ -471,9 +483,8 @@ class ServerDispatcher(ClientPush):
             if _non_host4(src):
                 self._refused(rec, p, NON_HOST_SOURCE)
                 continue
-            owner = by_vaddr4.get(src)
-            if owner is None and rec.iroutes and src != self.st.local_ip4:
-                # (not the server's own address, even inside the client's iroute: as for IPv6)
+            owner = None if src == local4 else by_vaddr4.get(src)      # (as for IPv6)
+            if owner is None and rec.iroutes and src != local4:
                 owner = self.iroutes.lookup(src)
             if owner is rec:
                 ok.append(p)
@@ -856,7 +867,8 @@ class ServerDispatcher(ClientPush):
         """The client an inner packet is for (its pool address or an iroute), from the header.
 
         Never a client for the server's own tunnel address, even inside a client's iroute
-        (`iroute 0.0.0.0 0.0.0.0`, one over the pool), as 2.6's multi_get_instance_by_virtual_addr
+        (`iroute 0.0.0.0 0.0.0.0`, one over the pool) or pushed to one (a ccd's `ifconfig-push`
+        of it, a hand-written pool over it: checked first), as 2.6's multi_get_instance_by_virtual_addr
         answers no client for its local address (IPv4; here IPv6 too). Ours looked it up as any
         destination: with client-to-client every other client's packets to the server -- its
         DNS, its pings of the gateway -- went to that client, which could answer as the server.
@@ -866,15 +878,15 @@ class ServerDispatcher(ClientPush):
                 return None
             dst6 = bytes(p[24:40])
             text6 = str(ipaddress.IPv6Address(dst6))
+            if text6 == self.st.local_ip6:
+                return None
             rec = self.by_vaddr.get(text6)
-            if rec is not None or not self.iroutes6.lens or text6 == self.st.local_ip6:
-                return rec
-            return self.iroutes6.lookup(dst6)
+            return rec if rec is not None or not self.iroutes6.lens else self.iroutes6.lookup(dst6)
         dst = bytes(p[16:20])
+        if dst == self.st.local_ip4:
+            return None
         rec = self.by_vaddr4.get(dst)
-        if rec is not None or not self.iroutes.lens or dst == self.st.local_ip4:
-            return rec
-        return self.iroutes.lookup(dst)
+        return rec if rec is not None or not self.iroutes.lens else self.iroutes.lookup(dst)
 
     def route(self, dst: str) -> ClientRecord | None:
         rec = self.by_vaddr.get(dst)

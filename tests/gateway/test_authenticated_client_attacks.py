@@ -54,8 +54,8 @@ def _victim_unharmed(w: World, before: tuple, tag: bytes) -> None:
 
 
 # Sources no host sends from, each inside the attacker's iroute (0.0.0.0/0, ::/0: a site's gateway).
-NON_HOST4 = ["0.0.0.0", "0.1.2.3", "127.0.0.1", "224.0.0.1", "239.255.255.250", "240.0.0.1", "255.255.255.255"]
-NON_HOST6 = ["::", "::1", "ff02::1", "ff05::1:3"]
+NON_HOST4 = ["0.0.0.0", "0.1.2.3", "127.0.0.1", "224.0.0.1", "239.255.255.250", "255.255.255.255"]
+NON_HOST6 = ["::", "::1", "ff02::1", "ff05::1:3", "::ffff:127.0.0.1", "::ffff:198.19.0.1"]
 
 
 def test_a_wide_iroute_passes_no_source_that_no_host_sends_from(pki, tmp_path):
@@ -115,6 +115,49 @@ def test_a_wide_iroute_does_not_take_the_servers_own_address_from_the_other_clie
         "the victim's packets for the server did not reach the server"
     assert not any(p in atun.written for p in to_server), "the server's own address was routed to client0"
     _victim_unharmed(w, before, b"after-server-address")
+
+
+def test_a_client_pushed_the_servers_own_address_neither_takes_its_packets_nor_sends_as_it(pki, tmp_path):
+    """review48a: a ccd `ifconfig-push 198.19.0.1 255.255.255.0` (the server's own tunnel
+    address, an operator's slip or a client-connect script's) made client0 the address's holder:
+    with client-to-client, client1's packets to the server (its DNS, its gateway) went to client0,
+    and client0's packets from 198.19.0.1 passed as its own -- to client1 as the server's. As
+    2.6 (multi.c answers no client for its local address, before any lookup): client1's packets
+    reach the server's TUN, client0's from that address are refused; its other networks work."""
+    w = _world(pki, tmp_path, {"client0": "ifconfig-push 198.19.0.1 255.255.255.0\n"
+                                          "iroute 198.51.100.0 255.255.255.0\n"},
+               extra="route 198.51.100.0 255.255.255.0\n")
+    assert w.client_addr(0) == SERVER_TUN
+    before = _identity(w, 1)
+    vtun, stun, atun = w.client_nets[1].tun, w.server_net.tun, w.client_nets[0].tun
+    victim4 = w.client_addr(1)
+    to_server = ipv4_udp(victim4, SERVER_TUN, b"dns?")
+    to_site = ipv4_udp(victim4, "198.51.100.7", b"site")
+    for p in (to_server, to_site):
+        vtun.inject(p)
+    assert w.run(lambda: to_site in atun.written and to_server in stun.written, max_time=10)
+    assert to_server not in atun.written, "the server's own address was routed to client0"
+    forged = [ipv4_udp(SERVER_TUN, victim4, b"as-server"), ipv4_udp(SERVER_TUN, SERVER_TUN, b"as-self")]
+    fine = ipv4_udp("198.51.100.7", victim4, b"site-c2c")
+    for p in forged + [fine]:
+        atun.inject(p)
+    assert w.run(lambda: fine in vtun.written, max_time=10), "client0's own network did not pass"
+    assert not any(p in vtun.written or p in stun.written for p in forged), "client0 sent as the server"
+    _victim_unharmed(w, before, b"after-pushed-server-address")
+
+
+def test_a_lan_numbered_from_240_0_0_0_passes_as_with_2_6(pki, tmp_path):
+    """review48a: 240.0.0.0/4 is unicast to Linux (since 2.6.25) and some sites number LANs from
+    it; a router client's `iroute 240.1.0.0 255.255.0.0` carried them through 2.6's server and
+    must through ours (atk48's non-host check first dropped all of 240/4, not only
+    255.255.255.255): to the server's TUN and, with client-to-client, to the other client."""
+    w = _world(pki, tmp_path, {"client0": "iroute 240.1.0.0 255.255.0.0\n"}, extra="route 240.1.0.0 255.255.0.0\n")
+    stun, vtun = w.server_net.tun, w.client_nets[1].tun
+    lan = [ipv4_udp("240.1.0.5", SERVER_TUN, b"lan240"), ipv4_udp("240.1.0.5", w.client_addr(1), b"lan240c2c")]
+    for p in lan:
+        w.client_nets[0].tun.inject(p)
+    assert w.run(lambda: lan[0] in stun.written and lan[1] in vtun.written, max_time=10)
+    assert NON_HOST_SOURCE not in w.server.d.drop_counters()
 
 
 def test_without_an_iroute_non_host_sources_are_refused_as_before(pki, tmp_path):
