@@ -79,3 +79,47 @@ def test_a_client_with_a_wide_iroute_gets_neither_the_servers_address_nor_non_ho
     assert leaked == [], "packets from non-host sources reached the victim:\n" + "\n".join(leaked)
     assert lab.ping(victim, SERVER_TUN, count=3) == 3, "the victim lost its tunnel"
     assert all(p.alive() for p in procs[:3]), "a peer died"
+
+
+_VICTIMS: dict = {}
+
+
+@pytest.mark.parametrize("kind", ["ours", "openvpn"])
+def test_a_client_pushed_the_servers_own_address_gets_neither_its_packets_nor_sends_as_it(lab, procs, kind):
+    """review48a: client1's ccd pushes it the server's own tunnel address (`ifconfig-push
+    198.19.0.1 255.255.255.0`, an operator's slip). Ours made client1 that address's holder: the
+    victim's pings of the server went to client1 (whose kernel, owning the address, answered as
+    the server), and client1's packets from it passed. As Debian's 2.6.14 server (the same steps,
+    `openvpn`): the server answers the pings itself, and nothing client1 sends from the address
+    reaches the victim -- its iroute'd network's packets still do."""
+    ccd = lab.tmp / f"ccd-pushed-{kind}"
+    ccd.mkdir()
+    (ccd / "client1").write_text(f"ifconfig-push {SERVER_TUN} 255.255.255.0\niroute 198.51.100.0 255.255.255.0\n")
+    procs.append(lab.udp_server(kind, server_config(lab.pki, extra=f"client-config-dir {ccd}\nclient-to-client\n"),
+                                f"pushsrv-{kind}"))
+    attacker = lab.cli
+    victim = _VICTIMS.get("ns") or _VICTIMS.setdefault("ns", lab.add_client_ns(5))
+    procs.append(lab.openvpn(attacker, client_profile(lab.pki, "udp", client="client1"), f"pushcli1-{kind}"))
+    procs.append(lab.openvpn(victim, client_profile(lab.pki, "udp", client="client2",
+                                                    remotes=[("198.18.6.1", 1194, "udp")]), f"pushcli2-{kind}"))
+    assert _tun_addr(attacker) == SERVER_TUN
+    v_addr = _tun_addr(victim)
+    acap = lab.start(attacker, ["tcpdump", "-l", "-n", "-i", "tun0", "icmp or udp"], f"pushacap-{kind}")
+    vcap = lab.start(victim, ["tcpdump", "-l", "-n", "-i", "tun0", "udp"], f"pushvcap-{kind}")
+    procs += [acap, vcap]
+    assert acap.wait_for("listening on tun0", 30) and vcap.wait_for("listening on tun0", 30)
+    assert lab.wait_ping(victim, SERVER_TUN, within=20), "the victim cannot reach the server's tunnel address"
+    assert lab.ping(victim, SERVER_TUN, count=3) == 3
+    forged = ipv4_udp(SERVER_TUN, v_addr, b"as-the-server", dport=7001)
+    marker = ipv4_udp("198.51.100.7", v_addr, b"its-own-network", dport=7002)
+    seen = False
+    for _ in range(10):
+        attacker.run(f"{sys.executable} -c {shlex.quote(INJECT)} {forged.hex()} {marker.hex()}")
+        if vcap.wait_for(r"198\.51\.100\.7\.5000 > " + re.escape(v_addr) + r"\.7002", 2):
+            seen = True
+            break
+    assert seen, "client1's iroute'd network does not reach the victim (client-to-client):\n" + vcap.log()
+    assert [ln for ln in vcap.log().splitlines() if ".7001:" in ln] == [], "client1 sent as the server"
+    pings = [ln for ln in acap.log().splitlines() if f"{v_addr} > {SERVER_TUN}" in ln]
+    assert pings == [], "the victim's pings of the server went to client1:\n" + "\n".join(pings)
+    assert all(p.alive() for p in procs[:3]), "a peer died"
