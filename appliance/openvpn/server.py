@@ -439,8 +439,8 @@ class ServerDispatcher(ClientPush):
         ok = []
         by_vaddr4 = self.by_vaddr4
         local4, local6 = self.st.local_ip4, self.st.local_ip6
-        # (never the server's own address, even pushed to it: a ccd's `ifconfig-push` of it, a
-        # pool over it -- 2.6's lookup answers no client for it, so drops all such a client sends)
+        # (never the server's own address, even pushed to it by a ccd's `ifconfig-push`: 2.6's
+        # lookup answers no client for it, so drops all such a client sends from it; review48a)
         own = rec.vaddr_packed if rec.vaddr_packed and by_vaddr4.get(rec.vaddr_packed) is rec \
             and rec.vaddr_packed != local4 else None
         # (its IPv6 address as its IPv4 one: only while routed to it -- learn-address may refuse it)
@@ -868,7 +868,7 @@ class ServerDispatcher(ClientPush):
 
         Never a client for the server's own tunnel address, even inside a client's iroute
         (`iroute 0.0.0.0 0.0.0.0`, one over the pool) or pushed to one (a ccd's `ifconfig-push`
-        of it, a hand-written pool over it: checked first), as 2.6's multi_get_instance_by_virtual_addr
+        of it: checked first, review48a), as 2.6's multi_get_instance_by_virtual_addr
         answers no client for its local address (IPv4; here IPv6 too). Ours looked it up as any
         destination: with client-to-client every other client's packets to the server -- its
         DNS, its pings of the gateway -- went to that client, which could answer as the server.
