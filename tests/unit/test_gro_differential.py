@@ -29,6 +29,9 @@ MSS = 1448
 SEQ0 = (1000, 0x7FFFF000, 0xFFFFFFFF - 20000, 0xFFFFF000)    # where each flow starts: two wrap past 2**32
 
 
+PATTERN = bytes((k * 7) & 0xFF for k in range(256))     # payload byte k of a segment at seq: PATTERN[(seq + k) % 256]
+
+
 class Flow:
     """One TCP sender's segments: (v6, dst, sport, options, ttl)."""
 
@@ -37,7 +40,8 @@ class Flow:
 
     def segment(self, seq: int, size: int, flags: int = 0x10, ack: int = 777, win: int = 502) -> bytearray:
         thl = 20 + len(self.opts)
-        payload = bytes(((seq + k) * 7) & 0xFF for k in range(size))
+        start = seq % 256              # sliced from a repeated PATTERN: a byte at a time, the random
+        payload = (PATTERN * ((start + size) // 256 + 1))[start:start + size]    # test's packets took ~1/3 of its time
         tcp = bytearray(struct.pack("!HHIIBBHHH", self.sport, 5201, seq & 0xFFFFFFFF, ack, (thl // 4) << 4, flags,
                                     win, 0, 0) + self.opts + payload)
         if self.v6:
