@@ -16,6 +16,7 @@ notifications (`>...`) among them in their place, all masked (mask()).
 from __future__ import annotations
 
 import re
+import select
 import socket
 import sys
 import time
@@ -76,10 +77,29 @@ class Wire:
                 out.append(line)
                 if not line.startswith(">") and (line.startswith(("SUCCESS:", "ERROR:")) or line == "END"):
                     replied = True
+                elif line.startswith(">PKCS11ID-ENTRY:"):     # pkcs11-id-get's whole reply (2.6's too)
+                    replied = True
         return out
 
+    def drain(self) -> None:
+        """Drop what is already here (what came unasked belongs to no command), waiting for
+        nothing: the read before ended on `quiet` s without a byte, so a wait here (it was 0.05
+        s a command, ~7 of the parity test's 30 s) would only move where a late line is dropped."""
+        while not self.closed and select.select([self.s], [], [], 0)[0]:   # (recv would wait out the timeout)
+            try:
+                d = self.s.recv(65536)
+            except socket.timeout:
+                break
+            except OSError:
+                d = b""
+            if not d:
+                self.closed = True
+                break
+            self.buf += d
+        self.buf = self.buf.rsplit(b"\r\n", 1)[1] if b"\r\n" in self.buf else self.buf
+
     def exchange(self, raw: bytes, quiet: float = 0.3, limit: float = 1.5) -> list[str]:
-        self.read(0.05, 0.1, until_reply=False)    # what came unasked belongs to no command
+        self.drain()
         try:
             self.s.sendall(raw)
         except OSError:
