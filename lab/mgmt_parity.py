@@ -46,7 +46,7 @@ class Wire:
                     self.s.close()
                     raise AssertionError(f"no management socket {path}:\n{proc.log()[-2000:] if proc else ''}")
                 time.sleep(0.1)
-        self.s.settimeout(0.05)
+        self.s.settimeout(0.01)      # how late a `quiet` window may end (0.05 before: ~0.01 s an exchange)
         self.buf = b""
         self.closed = False
 
