@@ -193,3 +193,48 @@ def test_a_client_that_half_closes_before_reading_still_gets_its_refusal(pki):
     assert c.result == 1 and gw.auth.checked == 1, (
         f"the client logged in {gw.auth.checked} times: its AUTH_FAILED was lost at its FIN")
     assert w.run(lambda: stalled[0].closed, max_time=REFUSAL_HOLD + 1)
+
+
+def _half_closed_refusal(pki):
+    """A refused TCP client whose AUTH_FAILED waits in our queue (its window 0) and that sends
+    a few bytes, then its FIN: (world, server, the client, the server's socket of it)."""
+    import socket
+    w = World()
+    gw = w.add_server(server_conf(pki, proto="tcp", extra=SERVER_EXTRA), PASSDB)
+    c = w.add_client(client_conf(pki, "client0", proto="tcp", extra=CLIENT_EXTRA), username="alice",
+                     password="wrong")
+    stalled = _stall_at_the_check(w, 1)
+    assert w.run(lambda: stalled and gw.auth.checked >= 1 and not gw.conns, max_time=30), \
+        "the wrong password was not refused (the case tests nothing)"
+    (key,) = gw.refused_streams.by_key
+    assert gw.refused_streams.by_key[key][0].wants_write, "nothing queued: the case tests nothing"
+    sock = stalled[0]
+    sock.peer.send(b"\x00" * 300)                 # data the server has not read, then the FIN
+    sock.peer.shutdown(socket.SHUT_WR)
+    return w, gw, c, sock
+
+
+def test_a_client_that_half_closes_and_never_reads_is_closed_at_the_hold(pki):
+    """review48c: the half-close path (a FIN while the refusal is queued) keeps the connection
+    for its refusal -- bounded all the same: a client that never reads is closed when the hold
+    ends, and what it sent before its FIN is read and thrown away, not handed on."""
+    w, gw, c, sock = _half_closed_refusal(pki)
+    since = w.clock.t
+    w.run_for(0.5)
+    assert not sock.closed and len(gw.refused_streams) == 1, "closed at the FIN: the case tests nothing"
+    assert w.run(lambda: sock.closed, max_time=REFUSAL_HOLD + 2), "a half-closed, never reading client held on"
+    assert w.clock.t - since <= REFUSAL_HOLD + 1 and len(gw.refused_streams) == 0
+    assert gw.faults.counts.get(refused_streams.DISCARDED, 0) >= 300, gw.faults.counts
+
+
+def test_a_reset_after_the_half_close_closes_it_at_once(pki):
+    """review48c: FIN, then RST (the client gives up) while our refusal is still queued: the
+    connection is closed at the reset, not held to the end of the hold."""
+    w, gw, _c, sock = _half_closed_refusal(pki)
+    w.run_for(0.5)
+    assert not sock.closed and len(gw.refused_streams) == 1, "closed at the FIN: the case tests nothing"
+    sock.peer.abort()                             # the client's RST
+    since = w.clock.t
+    assert w.run(lambda: sock.closed, max_time=REFUSAL_HOLD + 2)
+    assert w.clock.t - since < REFUSAL_HOLD / 2, "held to the hold's end after the client's reset"
+    assert len(gw.refused_streams) == 0
