@@ -186,3 +186,29 @@ def test_a_block_dropped_while_parsed_is_thrown_away_and_the_bound_freed():
     finally:
         gate.set()
         p.close()
+
+
+def test_a_parse_that_raises_gives_its_bytes_back_and_the_next_block_goes_on():
+    """review48c (fault injected): the parse function raising (our bug, or a MemoryError) hands
+    the exception on as that block's result -- its login is refused (ops._auth_block_parsed) --
+    and its bytes leave the bound; the worker goes on with the next block. Were they kept, every
+    later large block would be refused once 4 MiB of such failures had added up."""
+    def parse(text: str):
+        if text.startswith("boom"):
+            raise MemoryError("injected")
+        return len(text)
+    p = auth_blocks.AuthBlockParser(parse, limit=100)
+    got: list = []
+    try:
+        assert p.submit((0, 1), object(), "boom" + "x" * 56, got.append)
+        assert p.submit((1, 1), object(), "y" * 40, got.append)
+        end = time.monotonic() + 20
+        while p.parsed < 2 and time.monotonic() < end:
+            for then, result in p.take():
+                then(result)
+            time.sleep(0.01)
+        assert len(got) == 2 and isinstance(got[0], MemoryError) and got[1] == 40, got
+        assert p.queued == 0, p.queued
+        assert p.submit((2, 1), object(), "z" * 100, got.append), "the bound not given back"
+    finally:
+        p.close()
