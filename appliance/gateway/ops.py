@@ -2050,8 +2050,13 @@ class Operations:
             return
         self.client_auth.take(w, let_in=verdict, now=self.gw.clock())
         inf = self.info.get(id(w.rec))
-        if verdict and w.config and inf is not None and not inf.established:
-            inf.mgmt_config, inf.mgmt_kid = w.config, w.kid     # applied at the connect step (first login only)
+        if verdict and w.config and inf is not None and not inf.established and not inf.continues \
+                and w.rec.connect_state is None:
+            # Applied at the connect step, so kept only while that is ahead (first login only):
+            # a restart going on as its connection never runs it, nor does a login decided after
+            # it began -- as 2.6, which frees a block once past CAS_WAITING_AUTH (multi.c
+            # management_client_auth); kept, it stayed for the session's life (review48c).
+            inf.mgmt_config, inf.mgmt_kid = w.config, w.kid
         self.gw.d.auth_result(w.rec, w.key_id, verdict, self.gw.clock(), client_reason=w.client_reason, why=w.why,
                               check=w.check)
 

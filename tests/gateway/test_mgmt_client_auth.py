@@ -729,3 +729,28 @@ def test_kid_0_of_a_live_client_is_answered_as_2_6_and_decides_nothing(pki, tmp_
     assert ops.management_verdict(cid, kid, True)
     assert w.run(lambda: _up(c), max_time=30)
     assert "198.18.77.0" not in [r[0] for r in w.client_nets[0].pushed.routes]
+
+
+def test_a_restarts_block_is_not_kept_for_the_sessions_life(pki, tmp_path):
+    """review48c: a block answering a login whose connect step it can no longer reach -- a
+    restart in place of an established client (it goes on with the connection's options, as
+    2.6, whose management_client_auth frees a block once the instance is past CAS_WAITING_AUTH)
+    -- is not kept: it was held for the session's life (up to 1 MiB each, management.py
+    BLOCK_LIMIT), which authq48's change meant to end. Nor is it applied."""
+    w = World()
+    m = _server(w, pki, tmp_path)
+    c, rec0 = _alice_admitted(w, m, pki)
+    ops = w.server.ops
+    m.lines.clear()
+    c.user_restart()
+    assert _asked(w, m)
+    heir = next(iter(w.server.d.pending.values()))
+    block = [f"iroute 10.{i >> 8}.{i & 255}.0 255.255.255.0" for i in range(2000)]
+    assert ops.management_verdict(0, m.asks()[-1][2], True, config=block + ['push "route 198.18.77.0 255.255.255.0"'])
+
+    def back() -> bool:
+        rec = w.server.d.record(rec0.addr)
+        return rec is heir and rec.session.established and _up(c)
+    assert w.run(back, max_time=30), "the restart did not complete"
+    assert ops.info[id(heir)].mgmt_config is None, "the restart's block kept for the session's life"
+    assert "198.18.77.0" not in [r[0] for r in w.client_nets[0].pushed.routes]
