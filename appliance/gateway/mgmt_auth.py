@@ -126,6 +126,20 @@ class ClientAuthWait:
             self.kids.pop(cid, None)
             self.spare.pop(cid, None)
 
+    def resumed(self, alive) -> "ClientAuthWait":
+        """management-client-auth back after a reload took it away (a reload keeps the clients):
+        the KID counts of the clients still here (`alive(cid)`) go on, so that no login of theirs
+        is numbered as one of their earlier ones -- begun at 1 again, a renegotiation was
+        REAUTH,CID,1, its first login's pair, which a late answer for that login decided
+        (review48c). What was kept of the clients gone meanwhile (unseen: `forget` ran for
+        none while it was away) is dropped."""
+        for cid in [cid for cid in self.kids if not alive(cid)]:
+            self.kids.pop(cid, None)
+            self.spare.pop(cid, None)
+        for k in [k for k, rec in self.let_in.items() if not getattr(rec, "alive", False)]:
+            del self.let_in[k]
+        return self
+
     def recently_denied(self, cid: int, kid: int, now: float) -> bool:
         """Login (cid, kid) was refused within DENIED_ANSWERED s: a verdict on it now is
         answered SUCCESS and does nothing, as 2.6 answers it while the refused instance lasts

@@ -262,6 +262,7 @@ class Operations:
         self.streams: dict[object, tuple[int, float, int]] = {}
         self.mgmt: Management | None = None
         self.client_auth: ClientAuthWait | None = None  # management-client-auth (mgmt_auth.py)
+        self._client_auth_away: ClientAuthWait | None = None   # ... while a reload has taken it away
         self.scripts = scripts
         self.learn = LearnAddress(self)             # learn-address (gateway/learn.py)
         self.crr_runs = CrResponseRuns()            # client-crresponse (gateway/crresponse.py)
@@ -322,12 +323,14 @@ class Operations:
         st.connect_command = tuple(o.client_connect or ())
         st.admission = admission_of(o)
         if o.management_client_auth and self.client_auth is None:
-            self.client_auth = ClientAuthWait()
+            # (back after a reload took it away: its clients' KID counts go on, mgmt_auth.py resumed)
+            away, self._client_auth_away = self._client_auth_away, None
+            self.client_auth = away.resumed(self._cid_alive) if away is not None else ClientAuthWait()
         elif not o.management_client_auth and self.client_auth is not None:
             for w in list(self.client_auth.by_ckid.values()):     # a reload took it away: decide them
                 w.mgmt = True
                 self._settle(w)
-            self.client_auth = None
+            self._client_auth_away, self.client_auth = self.client_auth, None
         if (o.client_connect or o.client_disconnect or o.learn_address or o.client_crresponse) and self.scripts is None:
             self.scripts = ScriptRunner()
         if self.scripts is not None:

@@ -754,3 +754,35 @@ def test_a_restarts_block_is_not_kept_for_the_sessions_life(pki, tmp_path):
     assert w.run(back, max_time=30), "the restart did not complete"
     assert ops.info[id(heir)].mgmt_config is None, "the restart's block kept for the session's life"
     assert "198.18.77.0" not in [r[0] for r in w.client_nets[0].pushed.routes]
+
+
+def test_a_reload_taking_it_away_and_back_never_gives_a_kid_twice(pki, tmp_path):
+    """review48c: a reload taking management-client-auth away, then one bringing it back, kept
+    the client (it was approved) but began its KIDs at 1 again: its next renegotiation was
+    announced REAUTH,0,1 -- the (CID, KID) of its first login, so a management client's late or
+    repeated `client-auth 0 1` for that first login let the renegotiation in unasked (and a
+    client-auth block's parse queue, keyed by (CID, KID), met two logins of one key). The KID
+    count of a client still here now goes on across the reloads."""
+    class Running(Mgmt):                # a management interface runs (`management` at the start)
+        def set_peer_ids(self, ids) -> None:
+            pass
+    base = server_conf(pki, extra=f"management {tmp_path}/m.sock unix\n")
+    w = World()
+    gw, holder = w.add_reloadable_server(base + "management-client-auth\n")
+    if gw.ops.mgmt is not None:
+        gw.ops.mgmt.close()
+    m = gw.ops.mgmt = Running()
+    c = _client(w, pki, extra="reneg-sec 20\n")
+    assert _asked(w, m) and m.asks()[0][:3] == ("CONNECT", 0, 1)
+    assert gw.ops.management_verdict(0, 1, True)
+    assert w.run(lambda: _up(c), max_time=30)
+    holder["conf"] = base
+    assert gw.ops.reload() and w.run(lambda: gw.ops.client_auth is None, max_time=10)
+    holder["conf"] = base + "management-client-auth\n"
+    assert gw.ops.reload() and w.run(lambda: gw.ops.client_auth is not None, max_time=10)
+    assert _asked(w, m, 2), "no renegotiation announced (the case tests nothing)"
+    mode, cid, kid, _env = m.asks()[1]
+    assert (mode, cid) == ("REAUTH", 0) and kid != 1, m.asks()
+    gw.ops.management_verdict(0, 1, True)               # the first login's, again: lets nothing in
+    w.run_for(1)
+    assert (0, kid) in gw.ops.client_auth.by_ckid, "a repeated answer for the first login let the renegotiation in"
