@@ -20,7 +20,8 @@ with the first verdict; its client-auth then marks the key let in again, and its
 client-pending-auth tells the refused client AUTH_PENDING: not copied, a denial is final here
 and a refused client is told nothing more. A late answer names its login by (CID, KID), which no other login ever
 has: CIDs only grow, and a client's KIDs only grow while its CID lives (a restart in place keeps
-the CID and takes a new KID), so it can reach no newer session of that client (helper authq48;
+the CID and takes a new KID; a reload taking management-client-auth away and back keeps the
+counts: `resumed`), so it can reach no newer session of that client (helper authq48;
 its texts for a gone CID, a KID never given and KID 0 compared with Debian's 2.6.14: KID 0 of a
 live client is SUCCESS with nothing done, as there -- ops.py _cid_alive).
 """

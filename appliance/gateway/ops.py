@@ -2032,8 +2032,12 @@ class Operations:
         use is zeroed -- KID 0 -- so `client-auth-nt CID 0` and `client-deny CID 0 r` find one
         and mark a key state that decides nothing. (With a block, 2.6 also stores its lines as
         the instance's connect options while its real login waits -- multi.c
-        management_client_auth -> set_cc_config -- where the real login's own answer may
-        replace them; not copied: here the block names no login and is dropped.)
+        management_client_auth -> set_cc_config -- where the real login's own answer replaces
+        them, or clears them for client-auth-nt: they reach the connect only when sent after the
+        real yes within one pass of its loop; not copied: here the block names no login and is
+        dropped. No live key is ever numbered 0 in 2.6 (its first key state never handshakes:
+        new sessions start on TM_INITIAL), and verdicts are read only from key states past
+        S_SENT_KEY, cleared when reused, so the mark decides nothing there either: review48c.)
         Our KIDs start at 1, so 0 never names a login."""
         return any(inf.cid == cid and inf.rec.alive for inf in self.info.values())
 
