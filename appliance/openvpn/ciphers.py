@@ -18,7 +18,7 @@ from typing import Callable
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
-from .keymethod import escape_controls, peer_info_int
+from .keymethod import escape_controls, peer_info_int, peer_info_var
 from .keys import digest_size
 
 PACKET_ID_LEN = 4
@@ -86,6 +86,9 @@ REGISTRY: dict[str, CipherSpec] = {s.name: s for s in (
     _cbc("AES-256-CBC", 32),
 )}
 
+# What a 2.4 client saying IV_NCP=2 (and no IV_CIPHERS) takes, in 2.6's words (tls_peer_ncp_list).
+NCP2_CIPHERS = ":".join(s.name for s in sorted((s for s in REGISTRY.values() if s.ncp2), key=lambda s: -s.key_len))
+
 # OpenVPN 2.6's default `data-ciphers`.
 DEFAULT_DATA_CIPHERS: tuple[str, ...] = ("AES-256-GCM", "AES-128-GCM", "CHACHA20-POLY1305")
 # Worst case over the registry (CBC with SHA512), for buffers sized before a cipher is known.
@@ -123,15 +126,21 @@ def is_supported(name: str) -> bool:
     return name.upper() in REGISTRY
 
 
-def announced(peer_info: dict[str, str]) -> list[str]:
-    """The data ciphers a client says it takes, as OpenVPN 2.6 reads them (ssl_ncp.c
-    tls_peer_ncp_list): its IV_CIPHERS list when it sends one (even empty), else AES-256-GCM and
-    AES-128-GCM for a 2.4 client (IV_NCP=2 or more), else none."""
-    if "IV_CIPHERS" in peer_info:
-        return [c for c in peer_info["IV_CIPHERS"].upper().split(":") if c]
+def peer_list(peer_info: dict[str, str]) -> str:
+    """The client's cipher list as OpenVPN 2.6.14 reads it (ssl_ncp.c tls_peer_ncp_list): its
+    IV_CIPHERS value as sent (peer_info_var: the first `IV_CIPHERS=` anywhere, even empty),
+    else "AES-256-GCM:AES-128-GCM" for a 2.4 client (IV_NCP=2 or more), else ""."""
+    listed = peer_info_var(peer_info, "IV_CIPHERS")
+    if listed is not None:
+        return listed
     if peer_info_int(peer_info, "IV_NCP") >= 2:        # the one reader of peer-info numbers
-        return [spec.name for spec in REGISTRY.values() if spec.ncp2]
-    return []
+        return NCP2_CIPHERS
+    return ""
+
+
+def announced(peer_info: dict[str, str]) -> list[str]:
+    """The data ciphers a client says it takes (peer_list's names; an empty name is none)."""
+    return [c for c in peer_list(peer_info).split(":") if c]
 
 
 def occ_cipher(options: str) -> str | None:
@@ -156,17 +165,23 @@ def choose(peer_info: dict[str, str], data_ciphers, fallback: str | None, occ: s
     "poor man's NCP", ssl_ncp.c ncp_get_best_cipher); when it names none either way, `fallback`
     (data-ciphers-fallback); else None -- the client refused, as OpenVPN 2.6.14 refuses it (multi.c
     multi_client_set_protocol_options: a client that named its ciphers, or its one cipher, gets no
-    fallback it did not name: "No common cipher between server and client"). One place for the
-    session's choice and a per-client file's check of it (clientpush.py: a ccd `data-ciphers` /
-    `cipher` line)."""
-    theirs = announced(peer_info)
-    remote = occ if "IV_CIPHERS" not in peer_info else None    # 2.6: IV_CIPHERS makes the OCC one moot
+    fallback it did not name: "No common cipher between server and client"). Names are compared
+    exactly, case included, as 2.6's strcmp (tls_item_in_cipher_list): a client announcing
+    `aes-256-gcm` shares nothing with a server's AES-256-GCM there (compat48). A name this
+    appliance cannot run (a per-client file's) is returned as 2.6 chooses it; the caller refuses
+    it (`spec` None), as 2.6 fails the client's data channel. One place for the session's
+    choice, made after its per-client lines (clientpush.py), and a reload's verdict (given.py)."""
+    listed = peer_list(peer_info)
+    theirs = set(listed.split(":"))
+    theirs.discard("")
+    remote = occ if peer_info_var(peer_info, "IV_CIPHERS") is None else None   # 2.6: IV_CIPHERS makes the OCC one moot
     for c in data_ciphers:
-        if (c in theirs or (remote is not None and c == remote)) and is_supported(c):
+        if c in theirs or (remote is not None and c == remote):
             return c
-    if theirs or occ is not None:
+    if listed or occ is not None:
         # review47d: a pre-2.4 client saying `cipher AES-256-CBC` was given the fallback (another
         # cipher, which it does not take: a tunnel up on both ends that carried nothing).
+        # compat48: `IV_CIPHERS=::` names no cipher but is a list for 2.6 (strlen > 0): refused.
         return None
     return fallback or None
 
@@ -188,13 +203,14 @@ def client_choice(peer_info: dict[str, str], data_ciphers, fallback: str | None,
 
 
 def no_common(peer_info: dict[str, str], data_ciphers, occ: str | None = None) -> str:
-    """The log's reason for choose's None, in OpenVPN 2.6's words (multi.c); the client's words
+    """The log's reason for choose's None, in OpenVPN 2.6.14's words (multi.c), the client's list
+    as it sent it (peer_list, case and empty names kept, as 2.6 prints it); the client's words
     with their control characters as `\\xNN` (review47d: an IV_CIPHERS of `\\x1b[2J...` reached
     the console and a management client's >LOG as the terminal control it is)."""
-    theirs = announced(peer_info)
-    if theirs:
+    listed = peer_list(peer_info)
+    if listed:
         return (f"No common cipher between server and client. Server data-ciphers: '{':'.join(data_ciphers)}', "
-                f"client supported ciphers '{escape_controls(':'.join(theirs))}'")
+                f"client supported ciphers '{escape_controls(listed)}'")
     if occ is not None:
         return (f"No common cipher between server and client. Server data-ciphers: '{':'.join(data_ciphers)}', "
                 f"client supports cipher '{escape_controls(occ)}'")

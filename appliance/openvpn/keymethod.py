@@ -32,10 +32,13 @@ class KeyMethod2:
     peer_info: str = ""
     user_pass_too_long: bool = False    # read: a username or password OpenVPN 2.6 cannot hold
 
-    def peer_info_dict(self) -> dict[str, str]:
-        """KEY=value lines of the peer's peer-info. A key given twice keeps its first value, as
-        OpenVPN's lookups (strstr from the start) see only the first."""
-        out: dict[str, str] = {}
+    def peer_info_dict(self) -> "PeerInfo":
+        """KEY=value lines of the peer's peer-info (for the scripts' environment, the status, the
+        management notifications). A key given twice keeps its first value. The text as sent
+        goes with it (PeerInfo.text): what decides the session -- IV_PROTO, IV_NCP, IV_CIPHERS --
+        is read from that as 2.6 reads it (peer_info_var), not from these lines."""
+        out = PeerInfo()
+        out.text = self.peer_info
         for line in self.peer_info.split("\n"):
             if "=" in line:
                 k, v = line.split("=", 1)
@@ -43,12 +46,46 @@ class KeyMethod2:
         return out
 
 
+class PeerInfo(dict):
+    """A peer's KEY=value lines, with the peer-info text they came from (`text`)."""
+    __slots__ = ("text",)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.text: str | None = None
+
+
+def peer_info_text(info: dict[str, str]) -> str:
+    """The peer-info text as the peer sent it; for a plain dict (a test's, a session made without
+    a key-method message) its lines written out as a 2.6 peer writes them."""
+    text = getattr(info, "text", None)
+    return text if text is not None else "".join(f"{k}={v}\n" for k, v in info.items())
+
+
+def peer_info_var(info: dict[str, str], name: str) -> str | None:
+    """NAME's value as OpenVPN 2.6.14 finds it (ssl_util.c extract_var_peer_info): the first
+    `NAME=` anywhere in the text -- not only at a line's start, so inside another line's value
+    too -- up to the next newline, nothing stripped; None when the text has no `NAME=`. Why
+    not the lines: `IV_CIPHERS =X`, `XIV_NCP=2`, `IV_GUI_VER=aIV_CIPHERS=X` or a value with
+    blanks read otherwise than 2.6 gave a client another cipher, or none (compat48)."""
+    text = peer_info_text(info)
+    at = text.find(name + "=")
+    if at < 0:
+        return None
+    value = text[at + len(name) + 1:]
+    end = value.find("\n")
+    return value if end < 0 else value[:end]
+
+
 def peer_info_int(info: dict[str, str], key: str) -> int:
-    """A numeric peer-info value read as OpenVPN 2.6 reads it (sscanf "%d" / atoi): leading
-    digits, anything else 0, a value past a long clamped and then cut to a C int's 32 bits
-    (catoi.atoi, the one reading of C numbers) -- never an exception for a client's text.
-    `IV_PROTO=seven` is 0, `IV_PROTO=6x` is 6, `IV_NCP=4294967298` is 2."""
-    return atoi(info.get(key, ""))
+    """A numeric peer-info value read as OpenVPN 2.6.14 reads it (strstr for `KEY=` anywhere in
+    the text, then sscanf "%d" -- the same reading as atoi: blanks and newlines skipped, a sign,
+    leading digits, anything else 0, a value past a long clamped and then cut to a C int's 32
+    bits; catoi.atoi, the one reading of C numbers) -- never an exception for a client's text.
+    `IV_PROTO=seven` is 0, `IV_PROTO=6x` is 6, `IV_NCP=4294967298` is 2, `IV_NCP= 2` is 2."""
+    text = peer_info_text(info)
+    at = text.find(key + "=")
+    return 0 if at < 0 else atoi(text[at + len(key) + 1:])
 
 
 def iv_proto(info: dict[str, str]) -> int:

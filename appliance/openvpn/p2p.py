@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from .ciphers import is_supported
 from .compression import STUB_PEER_INFO
 from .errors import RemoteProtocolError
-from .keymethod import KeyMethod2, PushedOptions, iv_proto
+from .keymethod import KeyMethod2, PushedOptions, iv_proto, peer_info_var
 from .keystate import KeyState
 from .opcodes import IV_PROTO_CC_EXIT_NOTIFY, IV_PROTO_DATA_V2, IV_PROTO_TLS_KEY_EXPORT
 from .roles import ClientRole, ServerRole
@@ -59,12 +59,13 @@ def _our_peer_info(s: Session) -> str:
 
 
 def p2p_cipher(server_list: list[str], client_list: list[str]) -> str | None:
-    """The first of the tls-server's ciphers the tls-client lists too (case-insensitive, as
-    OpenVPN's tls_item_in_cipher_list), or None."""
-    theirs = {c.upper() for c in client_list}
+    """The first of the tls-server's ciphers the tls-client lists too, or None. Compared exactly,
+    case included, as 2.6.14's get_p2p_ncp_cipher (strcmp in tls_item_in_cipher_list; ours
+    compared without case before compat48), an empty name matching nothing."""
+    theirs = set(client_list)
     for c in server_list:
-        if c.upper() in theirs:
-            return c.upper()
+        if c and c in theirs:
+            return c
     return None
 
 
@@ -76,7 +77,7 @@ def negotiate(s, ks: KeyState) -> None:
     s.peer_info = ks.remote_km.peer_info_dict() if ks.remote_km is not None else {}
     proto = iv_proto(s.peer_info)
     cipher = None
-    theirs = s.peer_info.get("IV_CIPHERS")
+    theirs = peer_info_var(s.peer_info, "IV_CIPHERS")     # as 2.6 finds it: anywhere in the text
     if proto & IV_PROTO_NCP_P2P and theirs:
         ours = list(s.cfg.data_ciphers)
         offered = theirs.split(":")

@@ -78,7 +78,8 @@ def test_peer_info_is_2_6s_p2p_detail_1():
     # DATA_V2|TLS_EKM|NCP_P2P|DNS_OPTION|CC_EXIT: Debian's 2.6.14 p2p peer sends 746, these and
     # DYN_TLS_CRYPT (512), which this engine does not do
     assert info == "IV_CIPHERS=AES-256-GCM:AES-128-GCM\nIV_PROTO=234\n"
-    assert p2p_cipher(["aes-256-gcm"], ["AES-256-GCM"]) == "AES-256-GCM"
+    assert p2p_cipher(["AES-256-GCM"], ["AES-256-GCM"]) == "AES-256-GCM"
+    assert p2p_cipher(["aes-256-gcm"], ["AES-256-GCM"]) is None      # strcmp, as 2.6.14 (compat48)
     assert p2p_cipher(["AES-256-GCM"], ["AES-128-GCM"]) is None
 
 

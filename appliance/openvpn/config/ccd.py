@@ -234,10 +234,13 @@ def parse_ccd(text: str, path: str = "<ccd>") -> CcdOptions:
             else:
                 c.comp, c.where["comp"] = f, where
         elif d in ("data-ciphers", "ncp-ciphers"):
-            c.data_ciphers, c.where["cipher"] = tuple(x for x in a[0].upper().split(":") if x), where
+            # As written, case included (compat48): 2.6 takes a per-client list as it is, never
+            # through the server's canonical names (mutate_ncp_cipher_list runs on its own config
+            # only), and compares it with the client's names by strcmp.
+            c.data_ciphers, c.where["cipher"] = tuple(x for x in a[0].split(":") if x), where
         else:                                       # cipher, data-ciphers-fallback
             enables = d == "data-ciphers-fallback" or bool(c.fallback and c.fallback[1])
-            c.fallback, c.where["cipher"] = (a[0].upper(), enables), where
+            c.fallback, c.where["cipher"] = (a[0], enables), where
     if errors:
         raise ConfigErrors(errors) if len(errors) > 1 else errors[0]
     note_skipped(c, path)
