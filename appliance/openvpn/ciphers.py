@@ -186,20 +186,31 @@ def choose(peer_info: dict[str, str], data_ciphers, fallback: str | None, occ: s
     return fallback or None
 
 
+def per_client(data_ciphers, fallback: str | None, ccd) -> tuple[tuple[str, ...], str | None]:
+    """The server's `data_ciphers` and `fallback` as one source of per-client lines (`ccd`, a
+    CcdOptions: a client-config-dir file, a client-connect script's output, a management
+    client-auth block) changes them, as 2.6 imports those options onto the client's own copy of
+    the server's (multi.c, options.c): its `data-ciphers` replaces the list; its
+    `data-ciphers-fallback` sets the fallback; its `cipher` sets it only where a fallback is on
+    (2.6 keeps one cipher name for both, used as the fallback only with enable_ncp_fallback).
+    Applied source after source, later lines over earlier ones, as 2.6 reads them."""
+    names, fb = getattr(ccd, "data_ciphers", None), getattr(ccd, "fallback", None)
+    if names is not None:
+        data_ciphers = names
+    if fb is not None and (fb[1] or fallback):
+        fallback = fb[0]
+    return tuple(data_ciphers), fallback
+
+
 def client_choice(peer_info: dict[str, str], data_ciphers, fallback: str | None, ccd,
                   occ: str | None = None) -> "str | None | bool":
     """The data cipher a client with `peer_info` is given by the server's `data_ciphers` and
-    `fallback` as its per-client lines (`ccd`, a CcdOptions or None) change them -- 2.6 reads
-    those lines before it chooses (multi.c: the ccd's data-ciphers / data-ciphers-fallback
-    replace the server's for that client) -- or False when the lines name no cipher (the
-    session's own negotiation stands). One rule for the connect's check (clientpush.py) and a
-    reload's verdict on kept clients (given.cipher_dropped)."""
-    names, fb = getattr(ccd, "data_ciphers", None), getattr(ccd, "fallback", None)
-    if names is None and fb is None:
+    `fallback` as its per-client lines (`ccd`) change them (per_client) -- or False when the
+    lines name no cipher. A reload's verdict on kept clients (given.cipher_dropped); a new
+    session chooses the same way after all of its per-client lines (Session.choose_cipher)."""
+    if getattr(ccd, "data_ciphers", None) is None and getattr(ccd, "fallback", None) is None:
         return False
-    if fb is not None and (fb[1] or fallback):
-        fallback = fb[0]
-    return choose(peer_info, names if names is not None else data_ciphers, fallback, occ)
+    return choose(peer_info, *per_client(data_ciphers, fallback, ccd), occ)
 
 
 def no_common(peer_info: dict[str, str], data_ciphers, occ: str | None = None) -> str:

@@ -441,11 +441,11 @@ class ClientPush:
         to the client's instance (init.c do_deferred_options after multi.c's import): its
         keepalive timers (ping-exit ends a server's client as ping-restart does: the file's
         later line of the two replaces the session's timer, as both set 2.6's one), its compression framing, refused as 2.6 refuses it when the server says
-        `allow-compression no`. Its data cipher cannot change here -- the keys were made
-        with it before the file was read, where 2.6 chooses at the push -- so a `data-ciphers`,
-        `cipher` or `data-ciphers-fallback` line is checked instead: a line that would have
-        chosen another cipher for this client refuses it, naming the line; one that chooses the
-        same (for a client that negotiates, `cipher` never does in 2.6) changes nothing."""
+        `allow-compression no`. Its `data-ciphers`, `cipher` and `data-ciphers-fallback` lines
+        change the lists its data cipher is chosen from, at its push, after every source of
+        per-client lines (ccd file, client-connect output, client-auth block), as 2.6 chooses
+        after them (multi.c multi_client_connect_late_setup; compat48: ours chose before the file
+        was read and refused a client whose file chose another cipher)."""
         where = getattr(ccd, "where", {})
         if getattr(ccd, "ping", None) is not None:
             s.ping_interval = ccd.ping
@@ -462,12 +462,10 @@ class ClientPush:
                     raise ClientRefused(f"{where.get('comp', '')}: decompressing {comp} needs the Python "
                                         f"package {pkg}, which this installation lacks")
             s.comp = comp
-        want = ciphers.client_choice(s.peer_info, s.cfg.data_ciphers, s.cfg.data_ciphers_fallback, ccd,
-                                     s.peer_occ_cipher)
-        if want is not False and want != s.cipher:
-            raise ClientRefused(f"{where.get('cipher', '')}: would give this client the data cipher "
-                                f"{want or 'none (no common cipher)'}; its keys use {s.cipher} already, chosen "
-                                "before the file was read (a per-client cipher choice is not supported here)")
+        if getattr(ccd, "data_ciphers", None) is not None or getattr(ccd, "fallback", None) is not None:
+            s.client_ncp = ciphers.per_client(*(s.client_ncp or (s.cfg.data_ciphers, s.cfg.data_ciphers_fallback)),
+                                              ccd)
+            s.client_ncp_where = where.get("cipher", "")
 
     def _apply_connect_options(self, rec: ClientRecord, ccd) -> None:
         opts = rec.connect_opts

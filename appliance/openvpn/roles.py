@@ -470,16 +470,7 @@ class ServerRole:
             # another. (A reload that adds a check locks the one of the next renegotiation.)
             s.peer_username = km.username
         if first:
-            s.cipher = s._negotiate_cipher()
-            if s.cipher is None:
-                # As OpenVPN 2.6.14 (multi.c multi_client_set_protocol_options): AUTH_FAILED with
-                # its reason, the log saying both lists; no fallback for a client that named its
-                # ciphers (ours gave it data-ciphers-fallback, which it then refused to use).
-                s._count("no common data cipher")
-                self._auth_failed(ks, first, NO_SHARED_CIPHER,
-                                  why="PUSH: " + ciphers.no_common(s.peer_info, s.cfg.data_ciphers,
-                                                                         s.peer_occ_cipher))
-                return
+            # (its data cipher: chosen at the push, after its per-client lines -- send_push_reply)
             proto = iv_proto(s.peer_info)
             s.ekm = s.cfg.server_ekm and bool(proto & IV_PROTO_TLS_KEY_EXPORT)
             if s.cfg.require_ekm and not s.ekm:
@@ -702,6 +693,8 @@ class ServerRole:
             except PushDeferred:
                 return                             # resumed by Session.resume_push
 
+        if s.cipher is None and not self._choose_cipher(ks, now):
+            return
         generated = s.cfg.gen_token is not None and s.token_initial is not None
         for o in opts:
             if o.startswith("auth-token ") and not generated:
@@ -721,6 +714,39 @@ class ServerRole:
         s.push_sent = True
         s.events.append(ev.PushRequested())
         s._set_established()
+
+    def _choose_cipher(self, ks: KeyState, now: float) -> bool:
+        """The client's data cipher, chosen once its per-client lines (ccd file, client-connect
+        output, client-auth block) are in -- they may set its data-ciphers and fallback -- and its
+        data keys made with it, as OpenVPN 2.6.14 (multi.c multi_client_connect_late_setup:
+        multi_client_set_protocol_options, then multi_client_generate_tls_keys). False: refused.
+        compat48: ours chose at the end of the handshake, before those lines, and refused a
+        client whose file chose another cipher -- one a reload kept on its file's cipher was
+        refused at its next connect."""
+        s = self.s
+        cipher = s._negotiate_cipher()
+        if cipher is None:
+            # As OpenVPN 2.6.14 (multi.c multi_client_set_protocol_options): AUTH_FAILED with its
+            # reason, the log saying both lists; no fallback for a client that named its ciphers
+            # (ours gave it data-ciphers-fallback, which it then refused to use).
+            s._count("no common data cipher")
+            self._auth_failed(ks, True, NO_SHARED_CIPHER,
+                              why="PUSH: " + ciphers.no_common(s.peer_info, s.ncp_lists()[0], s.peer_occ_cipher))
+            return False
+        if ciphers.spec(cipher) is None:
+            # Only a per-client line names a cipher no check vetted (2.6 takes those lines as
+            # written): 2.6 then fails the client's data channel ("TLS Error: initializing data
+            # channel failed") and refuses it; so do we, naming the line.
+            s._count("per-client data cipher not supported")
+            self._auth_failed(ks, True, why=f"{s.client_ncp_where}: data cipher {cipher!r} chosen by the "
+                              "client's per-client lines cannot be run here (OpenVPN 2.6 fails the client: "
+                              "\"initializing data channel failed\")")
+            return False
+        s.cipher = cipher
+        for k in sorted(s.keys.values(), key=lambda k: k.key_id):
+            if k.phase is KS.ACTIVE and k.data is None:
+                s._install_keys(k, now)
+        return True
 
     def refuse(self, ks: KeyState | None, reason: str, temporary: bool = False) -> None:
         """An authenticated client is not admitted: tell it (AUTH_FAILED, or AUTH_FAILED,TEMP

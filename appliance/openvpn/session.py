@@ -249,6 +249,11 @@ class Session(ControlChannel):
         # options string says `comp-lzo` to it, as OpenVPN 2.6's write_compat_local_options
         self.peer_uses_comp = False
         self.peer_occ_cipher: str | None = None      # server: the client's options string's `cipher` (ciphers.occ_cipher)
+        # server: the data-ciphers and fallback its per-client lines set (ciphers.per_client; None:
+        # the config's), and the file:line of the last such line -- the cipher is chosen from
+        # them at the push (choose_cipher), after all of those lines, as 2.6.14 chooses.
+        self.client_ncp: tuple[tuple[str, ...], str | None] | None = None
+        self.client_ncp_where = ""
         self.peer_common_name: str | None = None
         self.peer_username: str | None = None      # server: the username of the first handshake
         self.issued_auth_token: str | None = None   # server: an auth-token we pushed (renegotiation password)
@@ -970,11 +975,16 @@ class Session(ControlChannel):
             self._fail(reason, restart=True, tls_error=True)      # a fresh connection verifies the server anew
 
     # ---- server side (kept here: the cipher registry work edits it in place)
+    def ncp_lists(self) -> tuple[tuple[str, ...], str | None]:
+        """The data-ciphers and fallback this client's cipher is chosen from: its per-client
+        lines' (client_ncp) or the config's."""
+        return self.client_ncp or (tuple(self.cfg.data_ciphers), self.cfg.data_ciphers_fallback)
+
     def _negotiate_cipher(self) -> str | None:
         """The client's data cipher, None when it has none in common with ours (the caller
-        refuses it as 2.6 does: roles.NO_SHARED_CIPHER)."""
-        return ciphers.choose(self.peer_info, self.cfg.data_ciphers, self.cfg.data_ciphers_fallback,
-                              self.peer_occ_cipher)
+        refuses it as 2.6 does: roles.NO_SHARED_CIPHER). Asked at the push, after the client's
+        per-client lines (roles.ServerRole.send_push_reply)."""
+        return ciphers.choose(self.peer_info, *self.ncp_lists(), self.peer_occ_cipher)
 
     # ---- keys
     def _key_block(self, ks: KeyState) -> bytes:
@@ -985,7 +995,16 @@ class Session(ControlChannel):
         return prf_key_block(c.pre_master, c.random1, s.random1, c.random2, s.random2, csid, ssid)
 
     def _install_keys(self, ks: KeyState, now: float) -> None:
-        if ks.remote_km is None or ks.local_km is None or self.cipher is None:
+        if ks.remote_km is None or ks.local_km is None:
+            return
+        if self.cipher is None:
+            if not self.is_client and not self.push_sent and not self.closed:
+                # A server's client before its push: accepted, its data keys made once the
+                # cipher is chosen after its per-client lines (roles.ServerRole.send_push_reply),
+                # as 2.6.14 generates them only then (multi.c multi_client_generate_tls_keys).
+                ks.phase = KS.ACTIVE
+                if ks.active_since is None:
+                    ks.active_since = now
             return
         sk, sh, rk, rh = split_key_block(self._key_block(ks), self.is_client)
         peer_id = self.peer_id if self.peer_id is not None and self.peer_id != NO_PEER_ID else None

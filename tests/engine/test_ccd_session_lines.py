@@ -1,13 +1,16 @@
 """A per-client file's lines for the client's own session (compat45), as OpenVPN 2.6.14 applies
 them to the client's instance (multi.c imports them with CLIENT_CONNECT_OPT_MASK, init.c
 do_deferred_options): `ping` / `ping-restart` / `ping-exit` set that client's server-side
-keepalive timers, `comp-lzo` / `compress` its compression framing, and a `data-ciphers` /
-`cipher` line that would choose another data cipher than its keys use refuses it, naming the
-line (here the cipher is chosen before the file is read; 2.6 chooses at the push). Before,
-each of these lines refused the client ("not supported in a client-config-dir file").
+keepalive timers, `comp-lzo` / `compress` its compression framing, and its `data-ciphers` /
+`data-ciphers-fallback` / `cipher` lines the lists its data cipher is chosen from -- at the push,
+after every source of per-client lines, as 2.6 (multi.c multi_client_connect_late_setup; compat48:
+ours chose before the file was read and refused a client whose file chose another cipher).
+Before compat45 each of these lines refused the client ("not supported in a client-config-dir
+file").
 """
 from __future__ import annotations
 
+from appliance.openvpn import events as ev
 from appliance.openvpn import wrapping
 from appliance.openvpn.config import parse_ccd
 from appliance.openvpn.server import AddressPool, ServerDispatcher, ServerSettings
@@ -69,12 +72,53 @@ def test_a_cipher_line_changes_nothing_for_a_client_that_negotiates(pki):  # noq
     assert _server_session(d).cipher == "AES-256-GCM"
 
 
-def test_data_ciphers_choosing_another_cipher_refuses_the_client_naming_the_line(pki):  # noqa: F811
+def test_data_ciphers_choosing_another_cipher_gives_the_client_that_cipher(pki):  # noqa: F811
+    """The file's list in place of the server's (AES-256-GCM first): the client is given the
+    file's cipher, both ends on it. compat48: refused before ("would give this client ...")."""
     d, s = _connect(pki, "push \"route 198.18.7.0 255.255.255.0\"\ndata-ciphers CHACHA20-POLY1305\n")
+    assert _up(s), d.events
+    assert _server_session(d).cipher == s.cipher == "CHACHA20-POLY1305"
+
+
+def test_data_ciphers_the_client_does_not_take_refuse_it_as_2_6(pki):  # noqa: F811
+    """No cipher in common with the file's list: AUTH_FAILED 'no shared cipher', the log naming
+    the file's list as the server's data-ciphers, as 2.6.14 logs its client's copy."""
+    d = _server(pki, "none", ccd=lambda cn: parse_ccd("data-ciphers AES-128-CBC\n", "ccd/client6"))
+    s = _client(pki, pki["clients"][6], wrapping.PlainWrapper)
+    s.cfg.data_ciphers = ("AES-256-GCM", "CHACHA20-POLY1305")
+    _pump(d, [(s, HOME)], now=0.5)
     assert not _up(s)
-    why = " ".join(str(e) for _r, e in d.events)
-    assert "ccd/client6:2: would give this client the data cipher CHACHA20-POLY1305; its keys use AES-256-GCM" \
-        in why, why
+    assert any(isinstance(e, ev.AuthFailed) and "no shared cipher" in e.message for e in s.events), s.events
+    why = " ".join(getattr(e, "reason", "") for _r, e in d.events)
+    assert "Server data-ciphers: 'AES-128-CBC', client supported ciphers 'AES-256-GCM:CHACHA20-POLY1305'" in why, why
+
+
+def test_a_per_client_name_that_cannot_run_here_refuses_naming_the_line(pki):  # noqa: F811
+    """2.6 takes a file's names as written; one its client announces too but this appliance cannot
+    run (BF-CBC) is chosen there and fails the data channel: refused, naming the line."""
+    d = _server(pki, "none", ccd=lambda cn: parse_ccd("ping 9\ndata-ciphers BF-CBC:AES-256-GCM\n", "ccd/client6"))
+    s = _client(pki, pki["clients"][6], wrapping.PlainWrapper)
+    s.cfg.data_ciphers = ("BF-CBC", "AES-256-GCM")
+    _pump(d, [(s, HOME)], now=0.5)
+    assert not _up(s)
+    why = " ".join(getattr(e, "reason", "") for _r, e in d.events)
+    assert "ccd/client6:2: data cipher 'BF-CBC' chosen by the client's per-client lines cannot be run" in why, why
+
+
+def test_the_later_source_of_lines_wins_file_then_client_connect(pki):  # noqa: F811
+    """ccd file `data-ciphers AES-128-GCM`, then the client-connect script's output
+    `data-ciphers CHACHA20-POLY1305`: 2.6 imports the script's over the file's; the cipher is
+    chosen after both."""
+    d = _server(pki, "none", defer_connect=True,
+                ccd=lambda cn: parse_ccd("data-ciphers AES-128-GCM\n", "ccd/client6"))
+    s = _client(pki, pki["clients"][6], wrapping.PlainWrapper)
+    _pump(d, [(s, HOME)], now=0.5)
+    (rec,) = [r for r, e in d.events if isinstance(e, ev.ConnectRequested)]
+    assert rec.session.cipher is None                     # not chosen before the verdict
+    d.connect_result(rec, True, 0.6, ccd=parse_ccd("data-ciphers CHACHA20-POLY1305\n", "<client-connect>"))
+    _pump(d, [(s, HOME)], now=0.7)
+    assert _up(s), s.events
+    assert rec.session.cipher == s.cipher == "CHACHA20-POLY1305"
 
 
 def test_data_ciphers_choosing_the_same_cipher_connects(pki):  # noqa: F811

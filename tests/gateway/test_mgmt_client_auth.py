@@ -786,3 +786,16 @@ def test_a_reload_taking_it_away_and_back_never_gives_a_kid_twice(pki, tmp_path)
     gw.ops.management_verdict(0, 1, True)               # the first login's, again: lets nothing in
     w.run_for(1)
     assert (0, kid) in gw.ops.client_auth.by_ckid, "a repeated answer for the first login let the renegotiation in"
+
+
+def test_a_client_auth_blocks_data_ciphers_chooses_the_cipher(pki, tmp_path):
+    """compat48: the cipher is chosen after the per-client lines, the management client's
+    client-auth block last among them (multi.c multi_client_connect_late_setup): its
+    `data-ciphers CHACHA20-POLY1305` gives client0 that cipher though the server's list puts
+    AES-256-GCM first. Before, ours had chosen AES-256-GCM at the handshake and refused the
+    client on that line."""
+    w, _m, c, cid, kid = _login(pki, tmp_path)
+    assert w.server.ops.management_verdict(cid, kid, True, config=["data-ciphers CHACHA20-POLY1305"])
+    assert w.run(lambda: _up(c), max_time=10)
+    assert w.server.d.clients[0].session.cipher == "CHACHA20-POLY1305"
+    assert c.conn.session.cipher == "CHACHA20-POLY1305"

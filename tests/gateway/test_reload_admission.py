@@ -439,6 +439,13 @@ def test_a_ccd_cipher_the_reload_takes_out_of_the_servers_list_keeps_its_client(
     assert "its data cipher" not in caplog.text, caplog.text[-2000:]
     assert _rec(gw, "client0") is old0 and old0.alive and not old0.session.restart_sent
     assert _rec(gw, "client1") is old1 and old1.alive and not old1.session.restart_sent
+    # compat48: and its next fresh connection under the reloaded config is given that cipher too
+    # (chosen after the file is read, as 2.6); before, it was refused, naming the file's line
+    fresh = w.add_client(client_conf(opki, "client0", extra="data-ciphers AES-128-GCM\n"))
+    assert w.run(lambda: fresh.conn is not None and fresh.conn.was_up, max_time=30), caplog.text[-2000:]
+    assert fresh.conn.session.cipher == "AES-128-GCM"
+    old0 = _rec(gw, "client0")                 # (the fresh one: duplicate-cn is off)
+    assert old0.session.cipher == "AES-128-GCM"
     # a file that would choose a cipher client0 does not offer: told RESTART, refused at its return
     (ccd / "client0").write_text("data-ciphers AES-256-GCM\n")
     _reload_and_settle(w, gw, caplog)

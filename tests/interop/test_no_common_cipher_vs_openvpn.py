@@ -34,3 +34,23 @@ def test_a_client_with_no_cipher_in_common_is_refused_as_by_openvpn(lab, procs, 
     assert cli.wait_for(re.escape(REASON), 30), (cli.log()[-2000:], srv.log()[-2000:])
     assert srv.wait_for(re.escape(SERVER_SAYS), 10), srv.log()[-2000:]
     assert "Initialization Sequence Completed" not in cli.log()
+
+
+@pytest.mark.parametrize("kind", ["openvpn", "ours"])
+def test_a_ccd_data_ciphers_gives_the_client_its_cipher_as_openvpn(lab, procs, kind):
+    """compat48: the server's data-ciphers AES-256-GCM, the client's ccd file
+    `data-ciphers CHACHA20-POLY1305`, Debian's client offering CHACHA20-POLY1305 alone: 2.6 reads
+    the file before it chooses (multi.c multi_client_connect_late_setup), so the client is up on
+    CHACHA20-POLY1305. Ours chose from the server's list before the file was read and refused it."""
+    ccd = lab.tmp / f"ccd-c48-{kind}"
+    ccd.mkdir()
+    (ccd / "client1").write_text("data-ciphers CHACHA20-POLY1305\n")
+    conf = server_config(lab.pki, "udp", cipher="AES-256-GCM", extra=f"client-config-dir {ccd}\n")
+    srv = (lab.openvpn(lab.srv, conf, f"c48cc-srv-{kind}") if kind == "openvpn"
+           else lab.ours(lab.srv, conf, f"c48cc-srv-{kind}", pattern=r"listening on UDP"))
+    procs.append(srv)
+    cli = lab.openvpn(lab.cli, client_profile(lab.pki, "udp", cipher="CHACHA20-POLY1305"), f"c48cc-cli-{kind}",
+                      wait=0)
+    procs.append(cli)
+    assert cli.wait_for("Initialization Sequence Completed", 30), (cli.log()[-2000:], srv.log()[-2000:])
+    assert "Data Channel: cipher 'CHACHA20-POLY1305'" in cli.log(), cli.log()[-2000:]
