@@ -79,8 +79,73 @@ CASES = [
     ("client", "setenv opt PERSIST-KEY", True), ("client", "setenv OPT persist-key", True),
 ]
 
+# compat48: every keyword-valued directive's values in other cases than 2.6's. 2.6.14 compares a
+# value with streq/strcmp everywhere (options.c, socket.c ascii2proto, proxy.c, route.c; no
+# strcasecmp in its option parsing), so `proto UDP` stops it at start; ours took it, and
+# `route-gateway DHCP` (read as a host name) and `http-proxy ... BASIC` (2.6: "unknown HTTP
+# authentication method", fatal before the certificate is loaded). (base, line with {} for
+# the keyword, the keyword as 2.6 spells it): the line with that spelling, then upper-case,
+# lower-case and capitalised, each verdict against Debian's (VALUE_CASE_LINES).
+VALUE_KEYWORDS = [
+    ("client", "proto {}", "udp"), ("client", "proto {}", "tcp-client"), ("client", "proto {}", "udp6"),
+    ("server", "proto {}", "tcp-server"), ("client", "remote 198.18.60.9 1194 {}", "udp"),
+    ("client", "dev-type {}", "tun"), ("client", "dev-type {}", "tap"),
+    ("server", "topology {}", "subnet"), ("server", "topology {}", "net30"), ("server", "topology {}", "p2p"),
+    ("client", "remote-cert-tls {}", "server"), ("client", "ns-cert-type {}", "server"),
+    ("client", "auth-retry {}", "nointeract"), ("client", "auth-retry {}", "none"),
+    ("client", "compress {}", "lz4-v2"), ("client", "compress {}", "stub-v2"), ("client", "compress {}", "lzo"),
+    ("client", "comp-lzo {}", "no"), ("client", "comp-lzo {}", "adaptive"), ("client", "comp-lzo {}", "yes"),
+    ("client", "allow-compression {}", "no"), ("client", "allow-compression {}", "asym"),
+    ("client", "verify-x509-name foo {}", "name"), ("client", "verify-x509-name foo {}", "subject"),
+    ("client", "verify-x509-name foo {}", "name-prefix"), ("client", "tls-version-min 1.2 {}", "or-highest"),
+    ("client", "tls-version-max {}", "1.3"),
+    ("client", "redirect-gateway {}", "def1"), ("client", "redirect-gateway def1 {}", "bypass-dhcp"),
+    ("client", "redirect-gateway def1 {}", "block-local"), ("client", "redirect-gateway def1 {}", "ipv6"),
+    ("client", "redirect-gateway def1 {}", "!ipv4"), ("client", "redirect-gateway def1 {}", "local"),
+    ("client", "redirect-gateway def1 {}", "autolocal"), ("client", "redirect-gateway def1 {}", "bypass-dns"),
+    ("client", "redirect-private {}", "local"),
+    ("client", "mtu-disc {}", "yes"), ("client", "mtu-disc {}", "maybe"), ("client", "fragment 1400 {}", "mtu"),
+    ("client", "mssfix 1400 {}", "mtu"), ("client", "mssfix 1400 {}", "fixed"),
+    ("client", "pull-filter {} route", "accept"), ("client", "pull-filter {} route", "ignore"),
+    ("client", "tls-cert-profile {}", "preferred"), ("client", "tls-cert-profile {}", "legacy"),
+    ("client", "resolv-retry {}", "infinite"), ("client", "remap-usr1 {}", "SIGTERM"),
+    ("client", "socket-flags {}", "TCP_NODELAY"),
+    # (`basic` reads the file x, one line here: ours refuses that at parse, 2.6 at start)
+    ("client", "proto tcp-client\nhttp-proxy 198.18.0.1 8080 x {}", "none"),
+    ("client", "proto tcp-client\nhttp-proxy 198.18.0.1 8080\nhttp-proxy-option {} 1.1", "VERSION"),
+    ("client", "proto tcp-client\nhttp-proxy 198.18.0.1 8080\nhttp-proxy-option {} foo", "AGENT"),
+    ("client", "dhcp-option {} 198.18.0.53", "DNS"), ("client", "dhcp-option {} example.com", "DOMAIN"),
+    ("client", "route 198.18.70.0 255.255.255.0 {}", "vpn_gateway"),
+    ("client", "route 198.18.70.0 255.255.255.0 {}", "net_gateway"), ("client", "route-gateway {}", "dhcp"),
+    ("client", "route-gateway {}", "vpn_gateway"),
+    ("client", "dns server 1 address 198.18.0.53\ndns server 1 transport {}", "DoH"),
+    ("client", "dns server 1 address 198.18.0.53\ndns server 1 transport {}", "plain"),
+    ("client", "dns server 1 address 198.18.0.53\ndns server 1 dnssec {}", "yes"),
+    ("client", "dns {} example.com", "search-domains"),
+    ("server", "auth-user-pass-verify /bin/true {}", "via-file"),
+    ("server", "auth-user-pass-verify /bin/true {}", "via-env"),
+    ("server", "management a48.sock unix\nmanagement-client-auth\nverify-client-cert {}", "optional"),
+    ("server", "verify-client-cert {}", "require"),
+    ("server", "dev tap\nvlan-tagging\nvlan-accept {}", "tagged"), ("server", "crl-verify /tmp {}", "dir"),
+    ("server", "server 198.18.62.0 255.255.255.0 {}", "nopool"), ("client", "verify-hash " + ":".join(["a1"] * 32) + " {}", "SHA256"),
+]
+
+
+def _spellings(word: str) -> list[str]:
+    return [word] + sorted({word.upper(), word.lower(), word[:1].upper() + word[1:].lower()} - {word})
+
+
+VALUE_CASE_LINES = list(dict.fromkeys((b, t.format(v)) for b, t, k in VALUE_KEYWORDS for v in _spellings(k)))
+
 # Lines we refuse and 2.6 takes, on purpose.
 DELIBERATE = {
+    ("client", "resolv-retry INFINITE"): "2.6 reads any word but `infinite` as a number, 0: resolve once, not "
+                                         "for ever -- a misspelt infinite is pointed at (compat48)",
+    ("client", "resolv-retry Infinite"): "as resolv-retry INFINITE",
+    ("client", "dev-type TUN"): "2.6 takes the line and stops at start (\"problem with tun vs. tap setting\", "
+                                "seen with Debian's 2.6.14): refused at the line",
+    ("client", "dev-type Tun"): "as dev-type TUN", ("client", "dev-type TAP"): "as dev-type TUN",
+    ("client", "dev-type Tap"): "as dev-type TUN",
     ("client", "connect-retry foo"): "a number that is not one: 2.6's atoi reads it as 0, a typo we point at",
     ("client", "auth none"): "no HMAC on the control channel's tls-auth / a CBC data channel: never here",
     ("client", "cipher none"): "an unencrypted data channel: never here",
@@ -132,7 +197,8 @@ def _run_theirs(configs: "list[tuple[str, str]]", tmp_path) -> "dict[tuple[str, 
 @pytest.fixture(scope="module")
 def theirs(tmp_path_factory):
     """(base, line) -> 2.6's output, for every line this file compares (each test reads its verdict)."""
-    configs = list(dict.fromkeys([(b, ln) for b, ln, _ in CASES] + list(DELIBERATE) + NOOP_LINES))
+    configs = list(dict.fromkeys([(b, ln) for b, ln, _ in CASES] + list(DELIBERATE) + NOOP_LINES
+                                 + VALUE_CASE_LINES))
     return _run_theirs(configs, tmp_path_factory.mktemp("openvpn26"))
 
 
@@ -201,3 +267,50 @@ def test_every_no_op_takes_the_arguments_2_6_takes(theirs):
                          f"{'takes' if ours else 'refuses'} it ({why or out.strip().splitlines()[-1]})")
     assert not wrong, "\n".join(wrong)
     assert len(NOOP_LINES) == 3 * (len(NOOP) - len(_SKIP_NOOP) + 1) and all(TABLE[n] for n in NOOP)
+
+
+def test_a_keyword_value_is_taken_only_as_2_6_spells_it():
+    """compat48, without Debian's binary: each keyword as 2.6 spells it is taken (those we refuse
+    whatever the case aside), every other spelling is either refused at its file and line or one
+    2.6 takes too (VALUE_TAKEN_ANY_CASE: a word it ignores, a host name, a TLS version's extra
+    word, a digest or a flag name OpenSSL or its option list reads without case)."""
+    for base, t, k in VALUE_KEYWORDS:
+        for v in _spellings(k):
+            line = t.format(v)
+            ok, why = _ours(base, line)
+            if v == k:
+                assert ok, (line, why)
+            elif (base, line) in DELIBERATE or not ok:
+                assert not ok and why.startswith("/mem/p.conf:1"), (line, why)
+            else:
+                assert (t, k) in VALUE_TAKEN_ANY_CASE, f"{line!r} taken: 2.6 refuses it"
+
+
+# Keywords whose other spellings 2.6.14 takes too (Debian's binary says so:
+# test_keyword_values_as_debians_openvpn): what it does with them is its own reading, not a
+# keyword's -- `dhcp-option dns` an unknown type it skips with a warning (its scripts still get the
+# line), `route ... VPN_GATEWAY` a host name, `tls-version-min 1.2 OR-HIGHEST` an extra word it
+# ignores, `verify-hash ... sha256` a digest name OpenSSL reads without case. Ours reads them the
+# same ways where it takes them.
+VALUE_TAKEN_ANY_CASE = {
+    ("dhcp-option {} 198.18.0.53", "DNS"), ("dhcp-option {} example.com", "DOMAIN"),
+    ("route 198.18.70.0 255.255.255.0 {}", "vpn_gateway"), ("route 198.18.70.0 255.255.255.0 {}", "net_gateway"),
+    ("tls-version-min 1.2 {}", "or-highest"),
+}
+
+
+@pytest.mark.openvpn
+@needs_openvpn
+def test_keyword_values_as_debians_openvpn(theirs):
+    """Every spelling of every keyword of VALUE_KEYWORDS, ours against Debian's 2.6.14, verdict
+    against verdict (DELIBERATE aside, each with its reason)."""
+    wrong = []
+    for base, line in VALUE_CASE_LINES:
+        if (base, line) in DELIBERATE:
+            continue
+        taken, (ours, why) = _verdict(theirs[base, line]), _ours(base, line)
+        if taken is not ours:
+            wrong.append(f"{base}: {line!r}: 2.6 {'takes' if taken else 'refuses'} it, ours "
+                         f"{'takes' if ours else 'refuses'} it ({why or theirs[base, line].strip().splitlines()[-1]})")
+    assert not wrong, "\n".join(wrong)
+    assert len(VALUE_CASE_LINES) > 200

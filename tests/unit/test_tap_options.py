@@ -71,8 +71,11 @@ def test_route_gateway_on_a_tap_client():
     assert _parse(BASE + "dev tap\nroute-gateway 198.19.0.1\n").route_gateway == "198.19.0.1"
     # dhcp: the gateway read from the DHCP reply on the tap, as 2.6 on Linux takes it (dhcprouter.py)
     assert _parse(BASE + "dev tap\nroute-gateway dhcp\n").route_gateway == "dhcp"
+    assert _errors(BASE + "allow-pull-fqdn\nroute-gateway gw.example\ndev tap\n")[0].startswith(
+        "/p/c.ovpn:7: route-gateway: route-gateway gw.example: on a tap device the routes' gateway must be")
+    # a name without allow-pull-fqdn before it: 2.6.14 refuses the line (compat48)
     assert _errors(BASE + "route-gateway gw.example\ndev tap\n")[0].startswith(
-        "/p/c.ovpn:6: route-gateway: route-gateway gw.example: on a tap device the routes' gateway must be")
+        "/p/c.ovpn:6: route-gateway: gateway 'gw.example' must be an IPv4 address or dhcp (a name only after")
 
 
 def test_other_device_types_are_refused():

@@ -30,7 +30,7 @@ import dataclasses
 from ..errors import Loc
 from .lexer import lines
 from .model import TUN_MTU_DEFAULT, Options, Remote
-from .parser import OWN, PER_CONNECTION, REFUSED_IN_BLOCK, ParseState, norm_proto
+from .parser import OWN, PER_CONNECTION, REFUSED_IN_BLOCK, ParseState, norm_proto, proto_case_hint
 
 KEYS = ("tls_auth", "tls_crypt", "tls_crypt_v2")
 KEY_FIELDS = (*KEYS, "key_direction", "tls_crypt_v2_force_cookie")
@@ -86,8 +86,9 @@ def read_block(p: ParseState, d: str, inline: str) -> None:
                     remote = (at, args)
             elif name == "proto":
                 pr = norm_proto(args[0]) if len(args) == 1 else None
-                if pr is None or args[0].lower().endswith("-server"):
-                    p.err(name, f"expects a client protocol (udp, tcp, udp4, tcp6, ...), got {' '.join(args)!r}", at)
+                if pr is None or args[0].endswith("-server"):
+                    p.err(name, f"expects a client protocol (udp, tcp, udp4, tcp6, ...), got {' '.join(args)!r}"
+                          + (proto_case_hint(args[0]) if len(args) == 1 else ""), at)
                     continue
                 block.proto, block.proto_family = pr, (args[0][3:4] if args[0][3:4] in ("4", "6") else "")
                 block.source["proto"] = (p.path, at)
@@ -137,8 +138,8 @@ def read_block(p: ParseState, d: str, inline: str) -> None:
         port = n
     if len(ra) > 2:
         pr = norm_proto(ra[2])
-        if pr is None or ra[2].lower().endswith("-server"):
-            p.err("remote", f"unknown protocol {ra[2]}", at)
+        if pr is None or ra[2].endswith("-server"):
+            p.err("remote", f"unknown protocol {ra[2]}{proto_case_hint(ra[2])}", at)
             return
         proto, family = pr, ra[2][3:4] if ra[2][3:4] in ("4", "6") else ""
     if ok:

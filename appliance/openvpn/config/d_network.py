@@ -15,7 +15,7 @@ from .directives import Registry
 from .ipv6 import prefix6
 from .model import REMOTE_HOST, Route, Route6
 from .model import Remote
-from .parser import ParseState, norm_proto
+from .parser import ParseState, norm_proto, proto_case_hint
 from .server_written_out import check_pool_range
 
 reg = Registry()
@@ -107,9 +107,9 @@ def _connection(p: ParseState, d: str, a: list[str], inline: str | None) -> None
 def _proto(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     pr = norm_proto(a[0])
     if pr is None:
-        p.err(d, f"unknown protocol {a[0]}")
+        p.err(d, f"unknown protocol {a[0]}{proto_case_hint(a[0])}")
         return
-    v = a[0].lower()
+    v = a[0]
     if v in ("tcp-server", "tcp4-server", "tcp6-server"):
         p.o.source["tcp_server"] = (p.path, p.line)
     if v in ("tcp-client", "tcp4-client", "tcp6-client"):

@@ -52,13 +52,26 @@ _NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
            "one takes its place); on a tun device routes go out of the device itself, as OpenVPN's, and it "
            "changes no route", sets=("route_gateway",), used_by="client", nargs=(1, 1))
 def _route_gateway(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
-    """OpenVPN 2.6: `dhcp`, an address, a name or vpn_gateway/net_gateway/remote_host. Which of
-    them a tap client can use is decided with the device type (parser.finish)."""
+    """OpenVPN 2.6.14: `dhcp`, an IPv4 address, vpn_gateway/net_gateway/remote_host -- each
+    keyword exactly, case included (options.c streq, route.c get_special_addr strcmp) -- or a
+    name only after `allow-pull-fqdn` (socket.c ip_or_dns_addr_safe). compat48: ours took any
+    name, so `route-gateway DHCP` (which 2.6 refuses to start with) was read as a host name.
+    Which of them a tap client can use is decided with the device type (parser.finish)."""
     v = a[0]
-    if v in ("dhcp", "vpn_gateway", "net_gateway", "remote_host") or _NAME.fullmatch(v):
+    if v in ("dhcp", "vpn_gateway", "net_gateway", "remote_host") or _dotted_quad(v) \
+            or ("allow-pull-fqdn" in p.seen and _NAME.fullmatch(v)):
         p.set("route_gateway", v)
         return
-    p.err(d, f"gateway {v!r} must be an IPv4 address, a name or dhcp")
+    hint = (f" (OpenVPN 2.6 matches the keyword exactly, case included: write `{v.lower()}`)"
+            if v.lower() in ("dhcp", "vpn_gateway", "net_gateway", "remote_host") else
+            " (a name only after `allow-pull-fqdn`, as OpenVPN 2.6)" if _NAME.fullmatch(v) else "")
+    p.err(d, f"gateway {v!r} must be an IPv4 address or dhcp{hint}")
+
+
+def _dotted_quad(v: str) -> bool:
+    """An address as 2.6's ip_addr_dotted_quad_safe takes it: four decimal parts of 0-255."""
+    parts = v.split(".")
+    return len(parts) == 4 and all(x.isdigit() and x.isascii() and len(x) <= 3 and int(x) <= 255 for x in parts)
 
 
 ROUTE_DELAY_WINDOW = 30         # 2.6's default --route-delay window (options.c); Linux never waits on it

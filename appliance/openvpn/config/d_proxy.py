@@ -50,7 +50,10 @@ def http_proxy_line(p: ParseState, d: str, a: list[str], cur: HttpProxy | None) 
                      "digest or basic) and the terminal or management interface for the credentials; name "
                      "a credentials file (or \"\" with <http-proxy-user-pass>) and the method basic, or none")
             return None
-        auth = a[3].lower() if len(a) > 3 else "basic"
+        # As written, case included: 2.6.14 compares the method with strcmp (proxy.c
+        # http_proxy_new) and stops at start on `BASIC` ("unknown HTTP authentication method");
+        # ours took it as basic (compat48).
+        auth = a[3] if len(a) > 3 else "basic"
         if auth in _REFUSED_METHODS:
             p.err(d, _REFUSED_METHODS[auth])
             return None

@@ -28,14 +28,21 @@ INLINE = "[inline]"
 
 
 def norm_proto(p: str) -> str | None:
-    """OpenVPN's protocol names → "udp" | "tcp" (None if unknown)."""
-    p = p.lower()
+    """OpenVPN's protocol names → "udp" | "tcp" (None if unknown). Exactly as spelt, case
+    included: 2.6.14 compares them with strcmp (socket.c ascii2proto), so `proto UDP` stops it
+    at start ("Bad protocol"); ours took it (compat48). proto_case_hint says what was meant."""
     if p in ("udp", "udp4", "udp6"):
         return "udp"
     if p in ("tcp", "tcp4", "tcp6", "tcp-client", "tcp4-client", "tcp6-client", "tcp-server",
              "tcp4-server", "tcp6-server"):
         return "tcp"
     return None
+
+
+def proto_case_hint(p: str) -> str:
+    """The hint for a protocol name refused only for its case (`UDP` -> write `udp`)."""
+    return (f" (OpenVPN 2.6 matches protocol names exactly, case included: write `{p.lower()}`)"
+            if p != p.lower() and norm_proto(p.lower()) is not None else "")
 
 
 class ParseState:
@@ -307,7 +314,7 @@ def finish(p: ParseState) -> None:
         if len(a) > 2:
             pr = norm_proto(a[2])
             if pr is None:
-                p.err("remote", f"unknown protocol {a[2]}")
+                p.err("remote", f"unknown protocol {a[2]}{proto_case_hint(a[2])}")
                 continue
             proto = pr
             family = a[2][3:4] if a[2][3:4] in ("4", "6") else ""
