@@ -121,8 +121,8 @@ class CcdOptions:
     # What OpenVPN 2.6 also takes per client (multi.c CLIENT_CONNECT_OPT_MASK; ccd.py says which):
     # the server-side keepalive timers of this client's session (`ping-restart` and `ping-exit`
     # set one timer there, the later line winning: either ends the client's instance), its
-    # compression framing, and what would choose its data cipher (checked against the cipher
-    # its keys use: clientpush.py).
+    # compression framing, and the lists its data cipher is chosen from at the push (as written,
+    # case included: ciphers.per_client, compat48).
     ping: int | None = None
     ping_restart: int | None = None
     comp: str | None = None                              # framing: stub, stub-v2, lzo-stub, lzo, lz4, lz4-v2
