@@ -7,7 +7,8 @@ import re
 # Compiled with the module, at start-up: compiled on first use, it was made inside the first push
 # (the push's numbers: ping, ping-restart, route-delay ...), between the server's PUSH_REPLY and our
 # first data packet -- 0.1-0.3 ms of a fresh interpreter's CPU on the way to the first packet.
-_ATOI = re.compile(r"[ \t\n\v\f\r]*([+-]?)0*(\d{0,20})(\d*)")
+# ([0-9], not \d: Python's \d takes any Unicode digit, `٣` read as 3 where C reads no digit.)
+_ATOI = re.compile(r"[ \t\n\v\f\r]*([+-]?)0*([0-9]{0,20})([0-9]*)")
 
 
 def atoi(text: str) -> int:

@@ -38,7 +38,7 @@ class KeyMethod2:
         goes with it (PeerInfo.text): what decides the session -- IV_PROTO, IV_NCP, IV_CIPHERS --
         is read from that as 2.6 reads it (peer_info_var), not from these lines."""
         out = PeerInfo()
-        out.text = self.peer_info
+        out.text = self.peer_info.split("\0", 1)[0]    # a C string (the decoder cut it there already)
         for line in self.peer_info.split("\n"):
             if "=" in line:
                 k, v = line.split("=", 1)

@@ -171,33 +171,37 @@ def make_iv_proto():
     numbers the server decides by, against glibc's own sscanf as 2.6.14 calls it
     (extract_iv_proto: "IV_PROTO=%d", taken only when > 0; tls_peer_info_ncp_ver: "IV_NCP=%d").
 
-    The model reads the first line whose key is IV_PROTO (resp. IV_NCP) -- our documented
-    reading (keymethod.peer_info_dict: first key wins, key and value stripped), where 2.6's
-    strstr would also find the name inside another line -- and hands its value to libc.
+    The model is 2.6.14's own steps with libc's functions: strstr for `NAME=` anywhere in the text
+    (a C string: up to its first NUL), then sscanf "NAME=%d" from there (compat48: ours read the
+    first line whose key was NAME, key and value stripped; now keymethod.peer_info_var's reading).
     Oracle: iv_proto and peer_info_int equal libc's answer; nothing but an int comes out."""
     import ctypes
 
     from appliance.openvpn.keymethod import KeyMethod2, iv_proto, peer_info_int
     libc = ctypes.CDLL(None)
-    sscanf = libc.sscanf
+    sscanf, strstr = libc.sscanf, libc.strstr
+    strstr.restype = ctypes.c_void_p
 
-    def c_read(name: str, value: str) -> int:
+    def c_read(raw: bytes, name: str) -> int:
+        buf = ctypes.create_string_buffer(raw.split(b"\0")[0])
+        at = strstr(buf, ctypes.c_char_p(name.encode() + b"="))
+        if not at:
+            return 0
         out = ctypes.c_int(0)
-        text = (name + "=" + value).encode("utf-8", "surrogateescape").split(b"\0")[0]
-        r = sscanf(ctypes.c_char_p(text), ctypes.c_char_p(name.encode() + b"=%d"), ctypes.byref(out))
+        r = sscanf(ctypes.c_char_p(at), ctypes.c_char_p(name.encode() + b"=%d"), ctypes.byref(out))
         return out.value if r == 1 else 0
 
     def one(data: bytes) -> None:
         text = data.decode("utf-8", "surrogateescape")
         info = KeyMethod2(b"r" * 32, b"s" * 32, "V4", peer_info=text).peer_info_dict()
+        raw = text.encode("utf-8", "surrogateescape")
         for name in ("IV_PROTO", "IV_NCP", "IV_MTU"):
             got = peer_info_int(info, name)
             assert type(got) is int
-            if name in info:
-                want = c_read(name, info[name])
-                assert got == want, f"{name}={info[name]!r:.60}: ours {got}, glibc's sscanf {want}"
-        want = c_read("IV_PROTO", info["IV_PROTO"]) if "IV_PROTO" in info else 0
-        assert iv_proto(info) == (want if want > 0 else 0), f"IV_PROTO={info.get('IV_PROTO')!r:.60}"
+            want = c_read(raw, name)
+            assert got == want, f"{name} in {raw[:60]!r}: ours {got}, glibc's strstr+sscanf {want}"
+        want = c_read(raw, "IV_PROTO")
+        assert iv_proto(info) == (want if want > 0 else 0), f"IV_PROTO in {raw[:60]!r}"
     return one
 
 

@@ -101,7 +101,7 @@ def _c_choice(text: str, server: list[str], fallback: str | None) -> str | None:
 
 _PIECES = ["IV_CIPHERS=", "IV_NCP=", "IV_PROTO=", "IV_VER=2.6.14", "IV_GUI_VER=x", "UV_A=", "X", " ", "\n",
            "\r", "=", ":", "AES-128-GCM", "aes-256-gcm", "AES-256-GCM", "CHACHA20-POLY1305", "2", "6", "-1",
-           "+3", "0", "4294967298", "99999999999999999999"]
+           "+3", "0", "4294967298", "99999999999999999999", "\u0663"]
 
 
 def _texts(n: int, seed: int = 48) -> list[str]:
@@ -142,6 +142,8 @@ def test_a_verdict_2_6_14_gives_differently_from_the_lines(text, want):
     ("UV_X=1IV_PROTO=6\n", 6),                   # found mid-line; was 0
     ("IV_PROTO=\n6\n", 6),                       # sscanf skips the newline; was 0
     ("IV_PROTO=-1\nIV_PROTO=6\n", 0),            # the first only, and not above 0
+    ("IV_PROTO=\u0663\n", 0),                     # an Arabic-Indic 3: no digit for C; was 3 (catoi's \\d)
+    ("IV_PROTO=6\0IV_PROTO=2\n", 6),              # a C string ends at its NUL
 ])
 def test_iv_proto_is_found_where_2_6_14_finds_it(text, want):
     assert iv_proto(_info(text)) == want
