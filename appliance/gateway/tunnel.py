@@ -58,6 +58,19 @@ def _refused(net: str, mask: str, e: Exception) -> str:
     return str(e)
 
 
+def _redirect_refused(what: str, tun: str, gateway: str | None, e: NetlinkError) -> RuntimeError:
+    """The push's failure when the kernel refuses a redirect's routes (e.g. a tap's route-gateway
+    off its network: ENETUNREACH). Why not log it and run on, as OpenVPN 2.6.14 does ("ERROR:
+    Linux route add command failed", then "Initialization Sequence Completed With Errors"): the
+    user asked for all traffic in the tunnel, and a tunnel up without the redirect sends it outside
+    while it looks protected -- a security directive is enforced or refused, never ignored. The
+    client starts over with its restart pause (restart_pause.py: doubling after 5 rounds of the
+    remotes, up to connect-retry-max), as with any push the host cannot set up (review48b)."""
+    return RuntimeError(f"{what} via {tun}{f' gateway {gateway}' if gateway else ''}: the kernel refused "
+                        f"its routes ({e.strerror or e}); the tunnel is not brought up without it, "
+                        "traffic would leave outside it")
+
+
 def _pushed_network(net: str, remote_ip: str) -> str:
     """A pushed route's network (`remote_host`: the server's address, config/model.py
     route_network); ValueError (the route is skipped, as 2.6) when an IPv6 server gives none."""
@@ -752,27 +765,17 @@ class TunnelNetwork(_TunAndRoutes):
             try:
                 routes.add_redirect_gateway_def1(tun, remote_ip, server_path, gateway=rgw4)
             except NetlinkError as e:
-                # As OpenVPN 2.6 ("ERROR: Linux route add command failed", and on): e.g. a tap's
-                # route-gateway not on its network (ENETUNREACH). It failed the whole push before,
-                # and the client reconnected each second with no route at all meanwhile.
-                log.error("redirect-gateway def1 via %s%s: not installed, the kernel refused it (%s); traffic is "
-                          "NOT redirected into the tunnel", tun, f" gateway {rgw4}" if rgw4 else "", e.strerror or e)
-            else:
-                log.info("redirect-gateway def1 via %s%s (server %s kept on the old default route)", tun,
-                         f" gateway {rgw4}" if rgw4 else "", remote_ip)
+                raise _redirect_refused("redirect-gateway def1", tun, rgw4, e) from e
+            log.info("redirect-gateway def1 via %s%s (server %s kept on the old default route)", tun,
+                     f" gateway {rgw4}" if rgw4 else "", remote_ip)
         if redirect6:
             if has6 or self.block_ipv6:
                 try:
                     routes.add_redirect_gateway_ipv6(tun, remote_ip, server_path, gateway=gw6)
                 except NetlinkError as e:
-                    if has6 and not self.block_ipv6:        # a redirect alone: as the IPv4 one above
-                        log.error("IPv6 redirect via %s%s: not installed, the kernel refused it (%s); IPv6 traffic "
-                                  "is NOT redirected into the tunnel", tun, f" gateway {gw6}" if gw6 else "",
-                                  e.strerror or e)
-                    elif not has6:
-                        self._block_ipv6_without_tun(e)
-                    else:
-                        raise           # block-ipv6 is enforced or the push refused, never skipped
+                    if has6:            # the IPv6 redirect or block-ipv6: enforced or the push refused
+                        raise _redirect_refused("IPv6 redirect", tun, gw6, e) from e
+                    self._block_ipv6_without_tun(e)
                 else:
                     log.info("IPv6 redirected: ::/1 and 8000::/1 via %s%s", tun,
                              " (block-ipv6: answered as unreachable, never sent)" if self.block_ipv6 else "")

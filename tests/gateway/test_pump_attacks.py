@@ -410,6 +410,34 @@ def test_a_pushed_route_the_host_refuses_does_not_end_the_client(pki):
     assert c.result is None, "the client gave up for good (the appliance powers off)"
 
 
+class _RedirectRefusedNet(_RefusingRoutesNet):
+    """The client's TunnelNet on a host whose kernel refuses the redirect (tunnel.py
+    _redirect_refused: a tap's route-gateway off its network, ...): every apply fails, at `times`."""
+
+    def __init__(self, inner, clock) -> None:
+        super().__init__(inner)
+        self.clock, self.times = clock, []
+
+    def apply(self, pushed, remote_ip):
+        self.times.append(self.clock())
+        raise RuntimeError("redirect-gateway def1 via tun0: the kernel refused its routes (Network is unreachable)")
+
+
+def test_a_refused_redirect_is_retried_with_a_growing_pause_not_each_second(pki):
+    # review48b: a redirect the kernel refuses fails the push (its traffic would leave outside the
+    # tunnel otherwise); the client retries as after any failed attempt -- 2.6's restart pause,
+    # doubling once the remotes have failed 5 rounds, up to connect-retry-max -- not once a second.
+    w = World()
+    w.add_server(server_conf(pki, extra='push "redirect-gateway def1"'))
+    c = w.add_client(client_conf(pki, extra="connect-retry 1 300"))
+    c.net = net = _RedirectRefusedNet(c.net, w.clock)
+    w.run_for(300)
+    assert c.result is None, "the client gave up for good (the appliance powers off)"
+    gaps = [b - a for a, b in zip(net.times, net.times[1:])]
+    assert 5 <= len(net.times) < 20, net.times         # it retries, but far from once a second
+    assert gaps[-1] >= 30 and gaps == sorted(gaps, key=round), gaps
+
+
 def test_a_server_cannot_push_an_unbounded_reply():
     from appliance.openvpn.keymethod import parse_push_reply_untrusted
     from appliance.openvpn.keymethod import PushRejected
