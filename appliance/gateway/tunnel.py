@@ -26,7 +26,7 @@ from ..router.links import AddressSet, add_address6, configure_tun, link_up
 from ..router.route_record import RouteRecord
 from ..router.routes import RouteSet
 from ..tun.device import TunDevice
-from ..tun.rtnl import NetlinkError, Rtnl, link_index
+from ..tun.rtnl import DumpInterrupted, NetlinkError, Rtnl, link_index
 from .eventlog import some_of
 from .route_delay import delay_in_effect, routes_wait_for_dhcp
 from .server_net import mask_to_prefix, route_refusal
@@ -906,6 +906,10 @@ class TunnelNetwork(_TunAndRoutes):
             else:
                 with Rtnl() as nl:
                     addrs = nl.addrs(socket.AF_INET)
+        except DumpInterrupted as e:
+            # The host's addresses kept changing while read: the check is neither passed nor
+            # skipped (the push fails and the client starts over with its restart pause).
+            raise RuntimeError(f"the pushed tunnel address {local} not checked against this host's: {e}") from e
         except (NetlinkError, OSError, RuntimeError) as e:
             log.warning("addresses not read (%s): the pushed tunnel address %s is not checked", e, local)
             return
@@ -926,6 +930,9 @@ class TunnelNetwork(_TunAndRoutes):
             # (a dump of the routing table), off the common path.
             try:
                 ng = RouteSet.net_gateway(False, not_dev=self.tun.name)
+            except DumpInterrupted as e:
+                raise RuntimeError(f"the pushed tunnel address {local} not checked against this host's "
+                                   f"gateway: {e}") from e
             except (NetlinkError, OSError, RuntimeError):
                 ng = None
             if ng is not None and ng[0] == local:
