@@ -88,12 +88,17 @@ def _family(addr: str) -> int:
     return socket.AF_INET6 if ipaddress.ip_address(addr).version == 6 else socket.AF_INET
 
 
-def _host_addresses() -> list[str]:
-    """Every address of this host's interfaces (this network namespace); none if netlink fails."""
-    from ..tun.rtnl import Rtnl
+def _host_addresses() -> list[str] | None:
+    """Every address of this host's interfaces (this network namespace); none if netlink fails;
+    None when the kernel's dump kept changing while read (DumpInterrupted): not known now, the
+    caller keeps its last reading (review48b: an empty one took the host's own addresses out
+    of the rebinding check until the next reading, OWN_REREAD later)."""
+    from ..tun.rtnl import DumpInterrupted, Rtnl
     try:
         with Rtnl() as nl:
             return [a for _fam, a, _plen, _idx in nl.addrs()]
+    except DumpInterrupted:
+        return None
     except OSError:
         return []
 
@@ -155,7 +160,7 @@ class DnsForwarder:
                  lan_networks: Iterable[IPNet] = (), leases: LeaseNames | None = None,
                  profile_networks: Iterable[IPNet] = (), rebind_protection: bool = True,
                  rebind_allow: Iterable[str] = (),
-                 host_addresses: Callable[[], Iterable[str]] | None = None) -> None:
+                 host_addresses: Callable[[], Iterable[str] | None] | None = None) -> None:
         self.listen = list(listen)
         self.lan_if = lan_if
         self.port = port
@@ -176,6 +181,7 @@ class DnsForwarder:
         self.src: dict[int, str] = {}    # family -> our tunnel address
         self._logged: dict[str, int] = {}
         self._own: tuple[str, ...] | None = None    # what the rebinding check was last given as ours
+        self._host_own: tuple[str, ...] = ()        # the host's addresses as last read (_read_own)
 
     # ---------------------------------------------------------------- the observer
     def attach(self, pump: "Pump", counters: "Callable[[], ClientCounters]") -> None:
@@ -273,7 +279,11 @@ class DnsForwarder:
 
     def _read_own(self) -> None:
         if self.core.rebind is not None:
-            own = (*self.src.values(), *self.listen, *self.host_addresses())
+            host = self.host_addresses()
+            if host is None:                    # not known now (_host_addresses): the last reading
+                host = self._host_own
+            self._host_own = tuple(host)
+            own = (*self.src.values(), *self.listen, *self._host_own)
             if own != self._own:
                 self._own = own
                 self.core.rebind.set_own(own)

@@ -665,3 +665,41 @@ def test_this_hosts_addresses_are_read_again_while_the_tunnel_stays_up():
         assert not f.core.rebind.protected(ipaddress.ip_address("198.18.100.1").packed)
     finally:
         f.close()
+
+
+def test_an_interrupted_reading_of_this_hosts_addresses_keeps_the_last_one(monkeypatch):
+    """review48b: a dump the kernel kept marking NLM_F_DUMP_INTR (DumpInterrupted) read as 'no
+    addresses', and until the next reading (OWN_REREAD) an answer giving this host's own WAN
+    address reached the LAN. Now such a reading is 'not known now' and the last one stays."""
+    import ipaddress
+
+    from appliance.tun import rtnl
+
+    class _Churning:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def addrs(self, family=0, index=None):
+            raise rtnl.DumpInterrupted("address")
+
+    monkeypatch.setattr(rtnl, "Rtnl", _Churning)
+    assert fwd._host_addresses() is None
+    now = [1000.0]
+    pump = Pump(lambda: now[0], SelectorWaiter())
+    reads = [["198.18.100.1"]]
+    f = fwd.DnsForwarder(["127.0.0.1"], None, port=0, bind_device=False, is_own=_but_upstream(UPSTREAM),
+                         host_addresses=lambda: reads.pop(0) if reads else fwd._host_addresses())
+    f.attach(pump, lambda: None)
+    try:
+        pushed = PushedOptions(ifconfig=("127.0.0.1", "255.0.0.0"), dns_endpoints=[(UPSTREAM, 53)])
+        f.tunnel_changed(TunnelState(True, "x", "lo", pushed))
+        wan = ipaddress.ip_address("198.18.100.1").packed
+        assert f.core.rebind.protected(wan)
+        now[0] += fwd.OWN_REREAD + 0.1
+        pump.step(block=False)
+        assert not reads and f.core.rebind.protected(wan)
+    finally:
+        f.close()
