@@ -117,7 +117,22 @@ class ServerTunnelNetwork:
         if spec["addr6"]:
             log.info("TUN %s: IPv6 %s/%d", tun.name, *spec["addr6"])
         a = server_addressing(o)
-        for net, plen, _metric in spec["routes"][len(a.routes) if a is not None else 0:]:     # (`server`'s own first)
+        own = len(a.routes) if a is not None else 0             # `server`'s own network first (net30, p2p)
+        for net, plen, _metric in spec["routes"][:own]:
+            if (net, plen) not in not_added:
+                continue
+            if (why := not_added[(net, plen)]) is not None:
+                # Not a `route` line the server can run without (as 2.6 does with either): the
+                # clients' own network, none of them reachable without it (review48b: net48's
+                # change let the start go on without it, and said nothing).
+                name = tun.name
+                self.close()
+                raise PortGone(f"cannot configure the TUN device {name}: the route to the `server` network "
+                               f"{net}/{plen} dev {name}: the kernel refused it ({why})")
+            log.warning("route %s/%d dev %s (the `server` network's) not added: the kernel routes that network "
+                        "at that metric already (`ip route show %s/%d`); its clients are reached that way",
+                        net, plen, tun.name, net, plen)
+        for net, plen, _metric in spec["routes"][own:]:
             _route_line("route", net, plen, tun.name, not_added)
         for net, plen, _metric in spec["routes6"]:
             _route_line("route-ipv6", net, plen, tun.name, not_added)
@@ -213,8 +228,9 @@ def configure(spec: dict, routes: RouteSet | None = None,
     A route the kernel does not take does not stop it: as OpenVPN 2.6 ("ERROR: Linux route add
     command failed", and on), a `route` with host bits outside its mask (EINVAL) or a duplicate
     leaves the server running without that route (a config written for 2.6 that started there
-    starts here). Returns those routes, (network, prefix length) -> None for one the kernel had
-    already at that metric (RouteSet.add: EEXIST is not ours to replace), else the kernel's reason.
+    starts here; the `server` network's own route is no `route` line: open() stops the start).
+    Returns those routes, (network, prefix length) -> None for one the kernel had already at that
+    metric (RouteSet.add: EEXIST is not ours to replace), else the kernel's reason.
     The device's own addresses stay (no flush): on a device made beforehand they are a user's."""
     from ..router.links import add_address6, configure_tun, link_up, set_lladdr
 

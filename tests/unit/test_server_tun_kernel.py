@@ -6,6 +6,7 @@ not claimed added (helper review47a); a `route` the kernel refuses is logged and
 on without it, as 2.6 (helper net48)."""
 from __future__ import annotations
 
+import errno
 import logging
 import subprocess
 import sys
@@ -200,3 +201,45 @@ def test_a_premade_device_holding_the_servers_address_already_starts_and_keeps_i
     finally:
         net.close()
     assert _addrs(dev) == addrs0, _addrs(dev)
+
+
+def _net30_on(network: str) -> ServerTunnelNetwork:
+    o = _opts("net30")
+    o.server = (network, "255.255.255.0")
+    return ServerTunnelNetwork(o, AddressPool(network, "255.255.255.0", "net30"), None)
+
+
+def test_the_server_networks_own_route_refused_stops_the_start(inside, monkeypatch):
+    # review48b: net48 made a refused `route` a logged line (as 2.6); the `server` network's own
+    # route (net30: its clients' network) went with it, silently -- a server up whose clients are
+    # reachable by no route. The kernel refuses no such route here by itself (its network is
+    # masked, the device up), so its refusal is the fake: ENETUNREACH on that route alone.
+    from appliance.router.routes import RouteSet
+    from appliance.tun.rtnl import NetlinkError
+    real = RouteSet.add
+
+    def add(self, network, prefixlen, **kw):
+        if (network, prefixlen) == ("198.19.47.0", 24):
+            raise NetlinkError(errno.ENETUNREACH, "Network is unreachable")
+        return real(self, network, prefixlen, **kw)
+    monkeypatch.setattr(RouteSet, "add", add)
+    net = _net30_on("198.19.47.0")
+    with pytest.raises(PortGone) as e:
+        net.open()
+    msg = str(e.value)
+    assert "the route to the `server` network 198.19.47.0/24 dev tun" in msg and "Network is unreachable" in msg, msg
+    assert _gone(msg.split("cannot configure the TUN device ", 1)[1].split(":", 1)[0]) and net.tun is None
+
+
+def test_the_server_networks_own_route_there_already_is_said(inside, caplog):
+    # The namespace's connected network (test_rtnl.py's `wan`, 198.18.40.0/24) as a net30 server's:
+    # EEXIST, left as it is (a user's own route to a pre-made device is the same case), now said.
+    net = _net30_on("198.18.40.0")
+    with caplog.at_level(logging.INFO, logger="vpn-appliance"):
+        tun = net.open()
+    try:
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert any(m.startswith(f"route 198.18.40.0/24 dev {tun.name} (the `server` network's) not added")
+                   for m in warned), warned
+    finally:
+        net.close()
