@@ -437,6 +437,22 @@ def _route(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     metric = p.int_arg(d, a[3], 0) if len(a) > 3 else None
     if net and mask:
         p.add("route", Route(net, mask, gw, metric))
+        if net != REMOTE_HOST:
+            _host_bits_note(p, d, net, mask)
+
+
+def _host_bits_note(p: ParseState, d: str, net: str, mask: str) -> None:
+    """A note (`check` prints it at the line) for `route 198.18.5.1 255.255.255.0`: OpenVPN 2.6
+    hands it to the kernel unmasked, the kernel refuses it (EINVAL), and 2.6 -- ours too, as it
+    -- runs on without that route (gateway/server_net.py route_refusal says it again at start).
+    Not an error: a config written for 2.6 that started there starts here (review48b)."""
+    try:
+        n = ipaddress.IPv4Network(f"{net}/{mask}", strict=False)
+    except ValueError:
+        return
+    if str(n.network_address) != net:
+        p.note(d, f"{net} has host bits outside {mask}: the kernel refuses this route at start and it runs "
+                  f"without it, as OpenVPN 2.6 (\"ERROR: Linux route add command failed\"); the network is {n}")
 
 
 @reg.apply("route-ipv6", why="an IPv6 route into the TUN: a client's through the tunnel (`net_gateway_ipv6`: "
