@@ -2,6 +2,7 @@
 appliance/tun/rtnl.py, which the client reaches without importing pyroute2)."""
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import socket
@@ -48,8 +49,8 @@ class RouteSet:
         (`path`, from path_to before the tunnel had an address or routes; looked up now if None).
         `gateway`: a tap device's route-gateway, the halves go via it."""
         self.keep_path_to(remote_ip, path)
-        self.add("0.0.0.0", 1, dev=tun, gateway=gateway)
-        self.add("128.0.0.0", 1, dev=tun, gateway=gateway)
+        self._redirect_half("0.0.0.0", 1, tun, gateway)
+        self._redirect_half("128.0.0.0", 1, tun, gateway)
 
     def add_redirect_gateway_ipv6(self, tun: str, remote_ip: str, path: "Path | None" = None,
                                   gateway: str | None = None) -> None:
@@ -57,8 +58,24 @@ class RouteSet:
         server reachable the old way (`gateway`: a tap device's IPv6 gateway)."""
         if ":" in remote_ip:
             self.keep_path_to(remote_ip, path)
-        self.add("::", 1, dev=tun, gateway=gateway)
-        self.add("8000::", 1, dev=tun, gateway=gateway)
+        self._redirect_half("::", 1, tun, gateway)
+        self._redirect_half("8000::", 1, tun, gateway)
+
+    def _redirect_half(self, network: str, prefixlen: int, tun: str, gateway: str | None) -> None:
+        """One half of a redirect into `tun`. EEXIST is fine when the route there already goes out
+        `tun` (a device made beforehand keeps its routes); one out of another device (another
+        VPN's halves, a user's) would take the traffic the redirect promised to the tunnel while
+        the log said redirected (OpenVPN 2.6: "route exists", and on): NetlinkError, so the push
+        fails (tunnel.py _redirect_refused, review48b)."""
+        if self.add(network, prefixlen, dev=tun, gateway=gateway):
+            return
+        mine = link_index(tun)
+        with Rtnl() as nl:
+            there = nl.routes_to(socket.AF_INET6 if ":" in network else socket.AF_INET, network, prefixlen)
+        other = [oif for table, oif, _gw, prio in there if table == 254 and prio == 0 and oif != mine]
+        if other:
+            raise NetlinkError(errno.EEXIST, f"{network}/{prefixlen} is routed out another interface (index "
+                                             f"{other[0]}) at that metric already, not {tun}")
 
     def add_unreachable_ipv6(self) -> None:
         """::/1 + 8000::/1 refused by the kernel itself: block-ipv6 where the TUN device cannot

@@ -309,13 +309,20 @@ class Rtnl:
 
     def default_routes(self, family: int) -> list[tuple[int, int | None, str | None, int]]:
         """(table, oif, gateway, priority) of each default route of the family, in every table."""
+        return self.routes_to(family)
+
+    def routes_to(self, family: int, dst: str | None = None,
+                  prefixlen: int = 0) -> list[tuple[int, int | None, str | None, int]]:
+        """(table, oif, gateway, priority) of each route of the family to exactly dst/prefixlen
+        (None: the default routes), in every table."""
+        want = _ip_bytes(dst)[1] if dst is not None else None
         out = []
         for mtype, msg in self.request(RTM_GETROUTE, NLM_F_DUMP, _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)):
             if mtype != RTM_NEWROUTE or len(msg) < _RTMSG.size:
                 continue
-            fam, _d, _s, _t, table, _p, _sc, _ty, _f = _RTMSG.unpack_from(msg)
+            fam, dst_len, _s, _t, table, _p, _sc, _ty, _f = _RTMSG.unpack_from(msg)
             a = _attrs(msg, _RTMSG.size)
-            if fam != family or RTA_DST in a:
+            if fam != family or a.get(RTA_DST) != want or (want is not None and dst_len != prefixlen):
                 continue
             table = _u32(a.get(RTA_TABLE)) or table
             out.append((table, _u32(a.get(RTA_OIF)), _ip_str(fam, a.get(RTA_GATEWAY)), _u32(a.get(RTA_PRIORITY)) or 0))

@@ -139,3 +139,32 @@ def test_a_redirect_the_kernel_refuses_fails_the_push(inside, v6):
         assert not _all_routes(dev), _all_routes(dev)
     finally:
         subprocess.run(["ip", "link", "del", dev], capture_output=True, timeout=10)
+
+
+@pytest.mark.parametrize("whose", ["another device's", "its own"])
+def test_a_redirect_half_routed_already_fails_the_push_unless_through_the_tunnel(inside, whose):
+    # review48b: `0.0.0.0/1` there already at metric 0 (another VPN's redirect, a user's): the
+    # kernel's EEXIST was taken as added, the log said "redirect-gateway def1 via tun" and that
+    # half of the traffic followed the other route, outside our tunnel (2.6: "route exists", and
+    # on). Now the push fails naming it; one through our own device (kept on a device made
+    # beforehand) is ours to use.
+    dev = inside()
+    other = inside()                    # (the test VM's kernel has no dummy devices: another TUN)
+    for cmd in (["link", "set", other, "up"], ["link", "set", dev, "up"],
+                ["route", "add", "0.0.0.0/1", "dev", other if whose == "another device's" else dev]):
+        subprocess.run(["ip", *cmd], check=True, capture_output=True, timeout=10)
+    opts = parse_config(f"client\ndev {dev}\ndev-type tun\nremote {SERVER}\n<ca>\n</ca>\n", "/mem/p.ovpn",
+                        read_file=lambda p: b"")
+    net = TunnelNetwork(opts)
+    push = parse_push_reply_untrusted("PUSH_REPLY,topology subnet,ifconfig 198.18.80.2 255.255.255.0,"
+                                      "redirect-gateway def1")
+    try:
+        if whose == "its own":
+            net.apply(push, SERVER)
+            assert {"0.0.0.0/1", "128.0.0.0/1"} <= {r[0] for r in _routes(dev)}, _routes(dev)
+        else:
+            with pytest.raises(RuntimeError, match=f"^redirect-gateway def1 via {dev}: the kernel refused its "
+                                                   r"routes \(0\.0\.0\.0/1 is routed out another interface"):
+                net.apply(push, SERVER)
+    finally:
+        net.close()
