@@ -61,7 +61,7 @@ def _refused(net: str, mask: str, e: Exception) -> str:
 def _redirect_refused(what: str, tun: str, gateway: str | None, e: NetlinkError) -> RuntimeError:
     """The push's failure when the kernel refuses a redirect's routes (e.g. a tap's route-gateway
     off its network: ENETUNREACH). Why not log it and run on, as OpenVPN 2.6.14 does ("ERROR:
-    Linux route add command failed", then "Initialization Sequence Completed With Errors"): the
+    Linux route add command failed", then a plain "Initialization Sequence Completed"): the
     user asked for all traffic in the tunnel, and a tunnel up without the redirect sends it outside
     while it looks protected -- a security directive is enforced or refused, never ignored. The
     client starts over with its restart pause (restart_pause.py: doubling after 5 rounds of the
