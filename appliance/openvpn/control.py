@@ -316,11 +316,22 @@ class ControlChannel:
             ks.sent_first_control = True
             ks.reliable.enqueue(op, data[i:i + room])
 
-    def _send_text(self, text: str, ks: KeyState | None = None) -> None:
+    def _text_key(self, ks: KeyState | None = None) -> KeyState | None:
+        """The key state a control message goes on (`ks`, else the active one), or None when it
+        has no TLS session that can carry one: none up yet, or its TLS failed (`tls_broken`).
+        Callers that must reach the peer (RESTART/HALT, EXIT) then say it another way."""
         ks = ks or self._active_ks()
         if ks is None or ks.tls is None or not ks.tls.handshake_done or ks.tls_broken:
-            return
+            return None
+        return ks
+
+    def _send_text(self, text: str, ks: KeyState | None = None) -> bool:
+        """Queue a control message; False when nothing could carry it (_text_key)."""
+        ks = self._text_key(ks)
+        if ks is None:
+            return False
         self._queue_tls(ks, ks.tls.send_message(to_bytes(text) + b"\0"))
+        return True
 
     def _active_ks(self) -> KeyState | None:
         best = None

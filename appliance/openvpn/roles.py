@@ -333,10 +333,10 @@ class ClientRole:
         s = self.s
         if s.send_key is None or s.tcp:
             return False
-        if s.cc_exit:
+        if s.cc_exit and s._text_key() is not None:
             if first:
                 s._send_text("EXIT")
-        else:
+        else:           # (also when the key's TLS failed: the EXIT would go nowhere)
             s._queue_data(OCC_MAGIC + bytes((OCC_EXIT,)))
         return True
 

@@ -759,8 +759,11 @@ class Session(ControlChannel):
         """Server: a RESTART or HALT control message to an established client (restart_message()
         when stopping with explicit-exit-notify, as OpenVPN 2.6's server; client-kill's text).
         The session stays open so the message is retransmitted until acknowledged
-        (`control_acked`); close() ends it later. False if nothing was sent (over, or no TLS
-        session yet).
+        (`control_acked`); close() ends it later. False if nothing was sent (over, no TLS
+        session yet, or the key's TLS failed, `tls_broken`): then the caller ends the session
+        with the exit notification, which the data channel still carries (review48e: a
+        client-kill or a stop "told" nothing, skipped that notification as the message's
+        acknowledgement had come, and the client waited for its ping-restart).
 
         A client whose login still waits (management-client-auth, a deferred script) is told
         too, as 2.6 sends it whatever the key's state (send_restart -> tls_send_payload): with
@@ -776,7 +779,8 @@ class Session(ControlChannel):
                 return False
             if not ks.sent_km:
                 self._send_key_method(ks)
-        self._send_text(message, ks)
+        if not self._send_text(message, ks):
+            return False
         self.restart_sent = True
         self._flush(now)
         return True

@@ -31,7 +31,7 @@ DATA_OPS = (6, 9)                 # P_DATA_V1, P_DATA_V2
 TLS_AUTH = f"<tls-auth>\n{STATIC_KEY}\n</tls-auth>\n"
 
 
-def _world(pki, protection: str = "tls-crypt", clients: int = 2):
+def _world(pki, protection: str = "tls-crypt", clients: int = 2, client_extra: str = ""):
     """A server and `clients` clients, connected; every datagram recorded (data, src, dst)."""
     w = World()
     wire: list[tuple[bytes, tuple, tuple]] = []
@@ -52,7 +52,7 @@ def _world(pki, protection: str = "tls-crypt", clients: int = 2):
                 for i in range(clients)]
     else:
         gw = w.add_server(server_conf(pki))
-        conf = [client_conf(pki, f"client{i}") for i in range(clients)]
+        conf = [client_conf(pki, f"client{i}", extra=client_extra) for i in range(clients)]
     for c in conf:
         w.add_client(c)
     assert w.run(lambda: all(c.conn is not None and c.conn.was_up for c in w.clients)
@@ -232,4 +232,42 @@ def test_the_bystander_of_a_forgery_stays_connected(pki):
     w.run_for(1)
     assert gw.d.by_addr.get(by.addr) is by and by.session.established
     assert not by.session.stats.get(BROKEN)
+    assert not gw.d.take_internal_errors()
+
+
+def test_a_client_kill_right_after_a_forgery_still_reaches_the_client(pki):
+    """review48e: the management's client-kill while the server's key of that client has no TLS
+    (a forgery broke it, its replacement not negotiated yet): RESTART cannot go on the control
+    channel, so the client is dropped at once with the exit notification, which the data channel
+    still carries, and it reconnects at once. Before, the RESTART was "sent" into nothing, the
+    exit notification left out as if the client had acknowledged it, and the client sat on a
+    dead tunnel until its ping-restart."""
+    w, gw, wire = _world(pki, clients=1)
+    rec = _victim(gw)
+    s, conn = rec.session, w.clients[0].conn
+    _forge(w, wire, rec.addr, (SERVER_IP, 1194))
+    assert w.run(lambda: s.stats.get(BROKEN), max_time=2) and not s.closed
+    assert s._text_key() is None, "the renegotiation replacing the key was already done: nothing tested"
+    t0 = w.clock.t
+    assert gw.ops.client_kill(gw.ops.info[id(rec)].cid, "RESTART")
+    assert w.run(lambda: not rec.alive and w.clients[0].conn is not conn, max_time=10), \
+        f"the killed client did not learn of it ({conn.session.stats})"
+    assert w.clock.t - t0 < 5, w.clock.t - t0
+    assert not gw.d.take_internal_errors()
+
+
+def test_our_clients_exit_notification_still_reaches_the_server_after_a_forgery(pki):
+    """review48e: our client stops (explicit-exit-notify, the server negotiated cc-exit) while
+    its key's TLS is broken: EXIT cannot go on the control channel, so it says OCC exit on the
+    data channel and the server ends its session at once. Before, the EXIT went nowhere and the
+    server kept the client until its ping timeout."""
+    w, gw, wire = _world(pki, clients=1, client_extra="explicit-exit-notify 2\n")
+    rec = _victim(gw)
+    cs = w.clients[0].conn.session
+    assert cs.cc_exit, "the server did not negotiate cc-exit: nothing tested"
+    _forge(w, wire, (SERVER_IP, 1194), rec.addr)
+    assert w.run(lambda: cs.stats.get(BROKEN), max_time=2) and not cs.closed
+    assert cs._text_key() is None, "the renegotiation replacing the key was already done: nothing tested"
+    w.clients[0].request_stop()
+    assert w.run(lambda: not rec.alive, max_time=3), "the server did not learn of the client's exit"
     assert not gw.d.take_internal_errors()
