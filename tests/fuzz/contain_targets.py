@@ -23,10 +23,10 @@ Input: steps split at SEP, `op b0 b1 body`; op % 16:
   4 the key holder forges a control packet into a session it saw: the session ids and the next
     message id read from that client's captured control packets (the key opens them), `body` as
     the payload of message id + b1 % 8 (b1 bit 7: with an ACK), from the client's address, packet
-    ids far ahead. Into mallory's session by default; into a legitimate client's (b0 picks it)
-    with FUZZ_CONTAIN_FORGE_LEGIT=1 -- which ended that client's session at once (fuzz45's
-    finding, as in 2.6; since forge48 the client keeps its tunnel and renegotiates, and the
-    oracle holds with it: tests/fuzz/README.md);
+    ids far ahead. Into a legitimate client's session (b0 picks it; b0 bit 6: mallory's), where
+    it ended that client's session at once (fuzz45's finding, as in 2.6); since forge48 the
+    client keeps its tunnel and renegotiates, and every oracle below must hold with it (review48e
+    made this the default, FUZZ_CONTAIN_FORGE_LEGIT gone: tests/fuzz/README.md);
   5 a handshake flood: b0 % 12 key holders from new addresses;
   6 mallory floods PUSH_REQUEST (b0 % 24 + 1 times);
   7 mallory sends `body` as TLS plaintext on its control channel (a bogus key-method message, junk;
@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 
 SEP = b"\xfe\xfd"
 LEGIT = 3                      # client0..2; client3 is mallory
@@ -72,7 +71,6 @@ FORGED = b"FORGED-INNER"
 LOG_PER_STEP = 48
 WORLD_KEY = bytes(range(256))  # lab/gateway_world.py's STATIC_KEY (its hex lines)
 PASSWORD = "right"
-FORGE_LEGIT = os.environ.get("FUZZ_CONTAIN_FORGE_LEGIT") == "1"
 
 
 @functools.lru_cache(maxsize=1)
@@ -329,9 +327,9 @@ def _act(w, gw, op, b0, b1, body, legit, mallory, c2s, s2c, server, serial) -> N
         serial[0] += 1
         w.extra.append(KeyHolder(w, addr, vaddr if b0 & 0x80 else addr, f"contain-kh-{serial[0]}"))
     elif op == 4:
-        # Into a legitimate client's session only with FORGE_LEGIT (fuzz45's finding, fixed by
-        # forge48: the module's docstring). By default the forgery goes into mallory's.
-        target = vaddr if FORGE_LEGIT else _mallory_addr(gw, mallory)
+        # Into a legitimate client's session (fuzz45's finding, contained since forge48: the
+        # module's docstring), or with b0 bit 6 into mallory's.
+        target = _mallory_addr(gw, mallory) if b0 & 0x40 else vaddr
         if target is not None:
             _forge_control(w, target, c2s, b1, body, server, serial)
     elif op == 5:
@@ -438,7 +436,8 @@ def seeds() -> list[bytes]:
         s(b"\x01\x00\x00", b"\x01\x21\x05", b"\x01\x42\x13", b"\x01\x03\x8f"),     # replays: whole, cut, flipped
         s(b"\x02\x00\x00", b"\x02\x21\x07", b"\x02\x42\x30"),
         s(b"\x03\x00\x00", b"\x0c\x02\x00", b"\x03\x81\x00", b"\x0c\x05\x00"),     # key holders, one spoofing
-        s(b"\x04\x00\x00\x17\x03\x03\x00\x20" + bytes(32), b"\x04\x01\x03junk", b"\x0c\x02\x00"),
+        s(b"\x04\x00\x00\x17\x03\x03\x00\x20" + bytes(32), b"\x04\x01\x03junk", b"\x0c\x02\x00",
+          b"\x04\x40\x00junk", b"\x0c\x0b\x00"),                                    # the last: into mallory's
         s(b"\x05\x0b\x00", b"\x0c\x03\x00", b"\x05\x0b\x00"),                      # a handshake flood
         s(b"\x06\x17\x00", b"\x07\x00\x00\x00\x00\x00\x00\x02", b"\x07\x80\x00" + b"A" * 64),
         s(b"\x08\x07\x00", b"\x0c\x01\x00", b"\x08\x03\x00"),                      # renegotiation storms
