@@ -819,10 +819,8 @@ class Session(ControlChannel):
         as OpenVPN 2.6's send_control_channel_string."""
         if self.closed or not self.role.is_client:
             return False
-        ks = self._active_ks()
-        if ks is None or ks.tls is None or not ks.tls.handshake_done:
+        if not self._send_text(text):      # (none up yet, or its TLS failed: tls_broken)
             return False
-        self._send_text(text, ks)
         self._flush(now)
         return True
 

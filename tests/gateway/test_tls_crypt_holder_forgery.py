@@ -268,6 +268,8 @@ def test_our_clients_exit_notification_still_reaches_the_server_after_a_forgery(
     _forge(w, wire, (SERVER_IP, 1194), rec.addr)
     assert w.run(lambda: cs.stats.get(BROKEN), max_time=2) and not cs.closed
     assert cs._text_key() is None, "the renegotiation replacing the key was already done: nothing tested"
+    # (the management's cr-response is refused meanwhile, not said to go: nothing would carry it)
+    assert not cs.send_control_text("CR_RESPONSE,dGVzdA==", w.clock.t)
     w.clients[0].request_stop()
     assert w.run(lambda: not rec.alive, max_time=3), "the server did not learn of the client's exit"
     assert not gw.d.take_internal_errors()
