@@ -72,3 +72,20 @@ def test_a_peer_breaking_every_renegotiation_keeps_its_key_no_longer_than_tran_w
     ours = s.stats.get("renegotiation to replace a failed TLS", 0)
     assert 2 <= ours <= TRAN / session_mod.RECOVERY_EVERY + 2, s.stats
     assert s.stats.get("renegotiation failed", 0) <= TRAN / session_mod.PEER_RENEG_EVERY + ours + 2, s.stats
+
+
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+@pytest.mark.parametrize("broken", ["server", "client"])
+def test_a_broken_active_key_is_replaced_over_udp_and_tcp(pki, proto, broken):
+    """The peer's junk on the active key (over TCP only the peer itself, or who hijacks the
+    stream, can send it): the broken end keeps its data keys and its own soft reset -- the
+    server's, or our client's -- replaces the key, over TCP as over UDP; nothing closes."""
+    c, s, link = connected(pki, proto=proto)
+    sender, victim = (c, s) if broken == "server" else (s, c)
+    sender._queue_tls(sender.keys[0], JUNK)
+    link.run(lambda: c.closed or s.closed or (s.send_key.key_id == 1 and c.send_key.key_id == 1), max_time=60)
+    assert not c.closed and not s.closed, (_closed(c), _closed(s))
+    assert victim.stats.get("TLS failed on an established key (its data channel kept)") == 1, victim.stats
+    assert victim.stats.get("renegotiation to replace a failed TLS") == 1, victim.stats
+    assert s.send_key.key_id == 1 and c.send_key.key_id == 1
+    assert victim.keys[1].ours, "the renegotiation was not the broken end's own"
