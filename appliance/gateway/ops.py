@@ -699,9 +699,10 @@ class Operations:
         """As OpenVPN 2.6's `client-kill CID [MSG]`: MSG (RESTART unless given: RESTART,[N] sends
         the client to its next remote, HALT stops it) over the control channel, then the session
         ends once the client acknowledged it, at the latest after CLIENT_KILL_WAIT (OpenVPN: 5 s
-        in every case). A client that cannot be told (no control channel yet) is dropped at once
-        with the plain exit notification. A client restarting from its address has two
-        sessions under its client ID (one 2.6 instance): both are ended."""
+        in every case). A client that cannot be told (no control channel yet, or its key's TLS
+        failed and is not replaced yet) is dropped at once with the plain exit notification. A
+        client restarting from its address has two sessions under its client ID (one 2.6
+        instance): both are ended."""
         recs = [inf.rec for inf in self.info.values() if inf.cid == cid and inf.rec.alive]
         for rec in recs:
             why = f"killed by the management interface (client-kill {cid} {msg})"
