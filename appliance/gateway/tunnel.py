@@ -322,6 +322,11 @@ class TunnelNetwork(_TunAndRoutes):
                 # <this server> 255.255.255.255`) goes first: beside it the kernel refused the host
                 # route (EEXIST), and this server's packets went on into the TUN (fuzz48).
                 self.routes.drop(remote_ip, self._tun_index())
+                # The host's routes are no longer the last push's: the next push is applied in
+                # full even if it is the same one (a failback to the server that pushed them).
+                # Taken for "already applied", it left its route to this address out and our
+                # host route to it in: that address went out in clear all its session (review48d).
+                self.applied = None
                 self.routes.keep_path_to(remote_ip, path)
                 self._record_routes()
                 log.info("host route to %s along the pre-tunnel path (past the last push's routes)", remote_ip)

@@ -144,6 +144,34 @@ def test_a_route_another_server_pushed_to_this_servers_address_does_not_hold_it_
     assert [r for r in _routes("wan") if r[0] != "default"] == []
 
 
+def test_a_failback_to_the_server_that_pushed_a_route_to_the_other_one_has_that_route_again(inside):
+    """review48d: after the failover above, A never answers and the client goes back to B, which
+    pushes what it pushed before. reach() had taken B's `route <A> 255.255.255.255` out and put a
+    host route to A along the WAN in; the repeated push was taken for "already applied", so A's
+    address stayed out of the tunnel (in clear) for the whole of B's session, against B's push.
+    A user's own route to A through the TUN (not ours) stays through all of it."""
+    other = "198.18.60.10"
+    push = FULL + f",route {other} 255.255.255.255"
+    net = TunnelNetwork(Options())
+    try:
+        net.apply(_push(push), SERVER)
+        dev = net.tun.name
+        want_tun, want_wan = _routes(dev), _routes("wan")
+        net.reach(other)                    # failover to A: B's route to A out, a WAN host route in
+        assert other not in {r[0] for r in _routes(dev)}
+        net.reach(SERVER)                   # A never answered: back to B, which pushes the same
+        net.apply(_push(push), SERVER)
+        assert _routes(dev) == want_tun and other in {r[0] for r in want_tun}
+        assert _routes("wan") == want_wan and other not in {r[0] for r in want_wan}
+        # a route to A the user put in (metric 7) is not ours: a failover to A leaves it alone
+        subprocess.run(["ip", "route", "add", f"{other}/32", "dev", dev, "metric", "7"], check=True, timeout=10)
+        net.reach(other)
+        assert (other, None, None, "link", 7, None) in _routes(dev)
+    finally:
+        net.close()
+    assert [r for r in _routes("wan") if r[0] != "default"] == []
+
+
 def test_an_ipv6_server_inside_a_pushed_route_ipv6_keeps_its_pre_tunnel_path(inside):
     """As OpenVPN (init_route_ipv6_list): a pushed route-ipv6 covering the IPv6 server's address
     gets the server a host route via the pre-tunnel IPv6 gateway, redirect-gateway or not;
