@@ -447,7 +447,7 @@ class DnsForwarder:
     def _reply_tcp(self, c: _TcpClient, data: bytes) -> None:
         if c.closed:
             return
-        if len(c.outbuf) + len(data) > TCP_MAX_OUT:
+        if len(c.outbuf) + 2 + len(data) > TCP_MAX_OUT:       # the frame as queued: its length prefix too
             self.core.count("TCP client not reading its answers")
             self._close_client(c)
             return

@@ -25,7 +25,7 @@ connection is open they are all of its whole messages -- and it is closed once a
 past MAX_QUERY comes up; the bytes written to the host are whole length-prefixed answers, each
 with the ID of a query it sent (no more answers of an ID than queries of it); a closed
 connection's socket is closed and not watched; buffers within their bounds (a connection's input
-at most one message and one read, its queued answers at most TCP_MAX_OUT and one frame's prefix,
+at most one message and one read, its queued answers at most TCP_MAX_OUT (prefixes counted),
 an upstream stream's input at most one answer and one read); every open upstream socket belongs
 to a query in flight, none after the tunnel went down; a TCP upstream's answer the core got is
 the next length-prefixed message of its stream (the first, then the second ...: a message the
@@ -379,7 +379,7 @@ class _World:
         for key, cl in f.clients.items():
             assert not cl.closed and not cl.sock.closed, "a closed connection kept in the table"
             assert len(cl.inbuf) <= 2 + fwd.MAX_QUERY + 4096, f"a connection's input grew to {len(cl.inbuf)}"
-            assert len(cl.outbuf) <= fwd.TCP_MAX_OUT + 2, f"a connection's queued answers grew to {len(cl.outbuf)}"
+            assert len(cl.outbuf) <= fwd.TCP_MAX_OUT, f"a connection's queued answers grew to {len(cl.outbuf)}"
         assert len(f.clients) <= fwd.TCP_MAX_CLIENTS
         for token, up in f.upstream.items():
             assert token in f.core.pending, "an upstream socket open for no query in flight"

@@ -50,6 +50,7 @@ class Upstream:
         self.tcp.listen(4)
         self.tcp.setblocking(False)
         self.tcp_got: list[bytes] = []
+        self.tcp_before = b""           # bytes the TCP answer's write starts with (a stray message)
         self.conns: list[list] = []
 
     def poll(self) -> None:
@@ -72,7 +73,7 @@ class Upstream:
                 self.tcp_got.append(q)
                 a = self.answer_bytes(q) + b"\xc0\x0c\0\1\0\1\0\0\0\x3c\0\4\xc6\x12\x64\x02"
                 a = a[:6] + b"\0\2" + a[8:]
-                conn.sendall(struct.pack("!H", len(a)) + a)
+                conn.sendall(self.tcp_before + struct.pack("!H", len(a)) + a)
         while True:
             try:
                 data, addr = self.sock.recvfrom(4096)
@@ -295,6 +296,62 @@ def test_a_bad_length_after_a_whole_batch_closes_the_connection_without_more_inp
     assert sorted(struct.unpack_from("!H", a)[0] for a in got[:-1]) == list(range(8))
     assert f.stats()["TCP query too large or empty"] == 1
     bad.close()
+
+
+def test_a_tcp_upstreams_stray_message_before_the_answer_keeps_the_answer(setup):
+    """fuzz48's upstream framing fix on real sockets (review48d): a TCP upstream writes a message
+    of another ID, then the real answer, in one write. The stray one was dropped with the whole
+    read, and the answer with it; now it is counted and the answer reaches the LAN host whole."""
+    f, up, run = setup
+    up.truncate = True                  # the TCP client's query is retried over TCP
+    stray = Upstream.answer_bytes(w.encode_query(0x0BAD, "big.test"))
+    up.tcp_before = struct.pack("!H", len(stray)) + stray + b"\0\0"       # and an empty message
+    t = tcp_client(f)
+    q = w.encode_query(2, "big.test")
+    t.sendall(struct.pack("!H", len(q)) + q)
+    (a,) = recv_tcp(t, run)
+    assert a[:2] == b"\0\2" and not w.parse_untrusted(a).truncated and a[6:8] == b"\0\2"
+    assert f.stats()["mismatched answer"] == 1 and f.stats()["malformed answer"] == 1
+    assert run(lambda: not f.upstream)          # the attempt's socket closed with its answer
+
+
+def test_the_same_query_id_from_three_lan_clients_each_gets_its_own_answer(setup):
+    """Query IDs are the LAN host's, and hosts pick the same ones: two TCP connections and a UDP
+    client all asking with ID 7, answered upstream in the reverse order, each get the answer to
+    their own question with their ID (review48d: no mixing across connections or transports)."""
+    f, up, run = setup
+    up.auto = False
+    names = ["one.test", "two.test", "three.test"]
+    t1, t2, u = tcp_client(f), tcp_client(f), udp_client(f)
+    for s, name in ((t1, names[0]), (t2, names[1])):
+        q = w.encode_query(7, name)
+        s.sendall(struct.pack("!H", len(q)) + q)
+    u.send(w.encode_query(7, names[2]))
+    assert run(lambda: len(up.got) == 3)
+    for i in (2, 1, 0):
+        up.answer(i)
+    got = [recv_tcp(t1, run)[0], recv_tcp(t2, run)[0], recv_udp(u, run)]
+    for a, name in zip(got, names):
+        m = w.parse_untrusted(a)
+        assert m.id == 7 and m.question == w.parse_untrusted(w.encode_query(7, name)).question
+    assert f.stats()["answered"] == 3
+
+
+@pytest.mark.parametrize("room, closed", [(2, False), (1, True)])
+def test_queued_answers_are_bounded_with_their_length_prefixes(setup, monkeypatch, room, closed):
+    """TCP_MAX_OUT bounds a connection's queued answers as queued, each with its 2-byte length
+    (review48d: the check left the new frame's prefix out). An answer whose frame just fits is
+    sent; one byte less of room and the connection is closed, counted, as a host not reading."""
+    f, up, run = setup
+    q = w.encode_query(9, "fits.test")
+    monkeypatch.setattr(fwd, "TCP_MAX_OUT", len(Upstream.answer_bytes(q)) + room)
+    t = tcp_client(f)
+    t.sendall(struct.pack("!H", len(q)) + q)
+    got = recv_tcp(t, run)
+    if closed:
+        assert got == [None] and f.stats()["TCP client not reading its answers"] == 1
+    else:
+        assert got[0][:2] == b"\0\x09" and "TCP client not reading its answers" not in f.stats()
 
 
 def test_malformed_udp_queries_formerr_or_dropped_never_raise(setup):
