@@ -380,6 +380,43 @@ def test_redirect_gateway_then_failover_to_a_remote_at_another_address(lab, run)
         lab.srv.run(f"ip addr del {b}/32 dev lo", check=False)
 
 
+def test_failback_to_the_server_whose_push_routes_the_other_remote_into_the_tunnel(lab, run):
+    # Debian's server A pushes redirect-gateway and `route <B> 255.255.255.255` (B's address is
+    # one it serves through the tunnel); A goes away, the client tries B (fuzz48: A's route to B
+    # held B's handshake in the TUN -- it must go out along the pre-tunnel path), B does not
+    # answer, A comes back and pushes the same: its route to B must be in force again
+    # (review48d: the same push was taken for already applied, and B's address stayed out of
+    # the tunnel, in clear, for the whole session).
+    a, b = "198.18.9.1", "198.18.9.2"
+    lab.cli.run("ip route replace default via 198.18.0.1")
+    lab.srv.run(f"ip addr add {a}/32 dev lo")
+    lab.srv.run(f"ip addr add {b}/32 dev lo")       # no server on it: refused at once
+    try:
+        srv, cli = run(server_extra=f'local {a}\npush "redirect-gateway def1"\npush "route {b} 255.255.255.255"\n',
+                       remotes=[(a, 1194, "udp"), (b, 1194, "udp")],
+                       client_extra="server-poll-timeout 3\nconnect-retry 1\n")
+        assert "dev tun0" in lab.cli.run(f"ip route get {b}").stdout, lab.cli.run("ip route show").stdout
+        n_up, n_b = cli.log().count("tunnel up"), cli.log().count(f"connecting to {b}:1194")
+        cfg = srv.p.args[-1]
+        srv.stop(5)
+        assert cli.wait_count(f"connecting to {b}:1194", n_b + 1, 60), cli.log()[-3000:]
+        assert "dev tun0" not in lab.cli.run(f"ip route get {b}").stdout, lab.cli.run("ip route show").stdout
+        srv_a = lab.start(lab.srv, ["openvpn", "--config", str(cfg)], "server-a-again")
+        try:
+            assert srv_a.wait_for("Initialization Sequence Completed", 20)
+            assert cli.wait_count("tunnel up", n_up + 1, 60), cli.log()[-3000:]
+            assert lab.wait_ping(lab.cli, TUN_SERVER_IP, 20)
+            routes = lab.cli.run("ip route show").stdout
+            assert "dev tun0" in lab.cli.run(f"ip route get {b}").stdout, routes
+            assert not re.search(rf"^{re.escape(b)} via", routes, re.M), routes
+        finally:
+            srv_a.stop_promptly(5)
+    finally:
+        lab.cli.run("ip route del default", check=False)
+        lab.srv.run(f"ip addr del {a}/32 dev lo", check=False)
+        lab.srv.run(f"ip addr del {b}/32 dev lo", check=False)
+
+
 def test_pushed_block_ipv6(lab, run):
     # OpenVPN's server may push block-ipv6: all IPv6 goes into the tunnel and is answered there
     # as unreachable, so an IPv4-only VPN leaks no IPv6 (it used to be logged as ignored).
