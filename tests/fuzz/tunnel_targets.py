@@ -19,8 +19,9 @@ Oracles: only the errors the client takes as "the push cannot be set up here" (R
 ValueError, OSError with NetlinkError) escape `apply` -- a TypeError, KeyError, IndexError or
 AttributeError is a finding; after every push that applied: the server's address is never
 routed into the TUN (its own packets would loop) unless route-noexec, no LAN host is routed into
-it, the TUN holds exactly the push's addresses; after `close`, the host's addresses and routes
-are what they were before the first push (nothing left behind, nothing of the host's removed).
+it, the TUN holds exactly the push's addresses, the host's routes are those the same push gives a
+fresh client on a fresh host (review48d); after `close`, the host's addresses and routes are what
+they were before the first push (nothing left behind, nothing of the host's removed).
 """
 from __future__ import annotations
 
@@ -263,6 +264,7 @@ def make_tunnel_push():
                         continue
                     _check_server(k, net, remote, opts, applied=True)
                     _check_applied(k, net, pushed, lan)
+                    _check_as_fresh(k, opts, lan, pushed, remote)
             finally:
                 net.close()
         assert k.snapshot() == before, (f"after close the host differs: addresses {sorted(k.addrs ^ before[0])}, "
@@ -296,6 +298,33 @@ def _check_applied(k: Kernel, net, pushed, lan) -> None:
     assert on_tun == want, f"the TUN holds {sorted(on_tun)} after a push of {sorted(want)}"
 
 
+def _check_as_fresh(k: Kernel, opts, lan, pushed, remote: str) -> None:
+    """The host's routes after a push are those the same push from the same server gives a fresh
+    client on a fresh host: what came before (another server's push, reach()'s host routes for a
+    failover) leaves nothing of its own behind and takes nothing of this push's (review48d: a
+    failback's same push was taken for applied, reach() having changed the routes)."""
+    from appliance.gateway import tunnel
+    k2 = Kernel()
+    FakeRtnl.KERNEL[0] = k2
+    try:
+        net2 = tunnel.TunnelNetwork(opts, lan)
+        net2.record = None
+        try:
+            net2.apply(pushed, remote)
+            if net2.routes_waiting is not None:
+                net2.add_waiting_routes(WAN_GW)
+            fresh = set(k2.routes)
+        except ALLOWED:
+            fresh = None                    # fails on a fresh host too: nothing to compare
+        finally:
+            net2.close()
+    finally:
+        FakeRtnl.KERNEL[0] = k
+    if fresh is not None:
+        assert k.routes == fresh, (f"a push's routes depend on what came before: more {sorted(k.routes - fresh, key=str)}, "
+                                   f"missing {sorted(fresh - k.routes, key=str)}")
+
+
 def seeds() -> list[bytes]:
     base = b"topology subnet,ifconfig 10.8.0.2 255.255.255.0"
     pushes = [
@@ -326,4 +355,7 @@ def seeds() -> list[bytes]:
     out.append(b"\x06" + SEP.join(b"\x00" + p for p in (pushes[1], pushes[4], pushes[14])))
     out.append(b"\x0b" + SEP.join(b"\x01" + p for p in (pushes[5], pushes[6], pushes[3])))
     out.append(b"\x05" + SEP.join(b"\x00" + p for p in (pushes[1], pushes[16], b"route-gateway 10.8.0.1," + pushes[16])))
+    # review48d: a failback -- A's push routes B's address into the tunnel, B's push fails, A's again
+    to_b = base + b",redirect-gateway def1,route 198.18.61.9 255.255.255.255"
+    out.append(b"\x00" + SEP.join((b"\x00" + to_b, b"\x01" + pushes[17], b"\x00" + to_b)))
     return out
