@@ -252,7 +252,9 @@ class Rtnl:
                 continue
             a = _attrs(msg, _IFADDRMSG.size)
             addr = _ip_str(fam, a.get(IFA_ADDRESS, a.get(IFA_LOCAL)))
-            if addr is not None:
+            # A prefix length past the family's is no address either: its readers build networks
+            # of it (ValueError) or shift by it (review48d; rtnl-reply's oracle named it, unchecked).
+            if addr is not None and plen <= (128 if fam == socket.AF_INET6 else 32):
                 out.append((fam, addr, plen, idx))
         return out
 

@@ -90,7 +90,8 @@ def make_rtnl_reply():
                 for f, a, plen, idx in nl.addrs(fam, index):
                     assert f in (socket.AF_INET, socket.AF_INET6) and (not fam or f == fam), f"family {f}"
                     assert _ok_addr(f, a) and a is not None, f"address {a!r} of family {f}"
-                    assert 0 <= plen <= 255 and 0 <= idx <= 0xFFFFFFFF
+                    assert 0 <= plen <= (128 if f == socket.AF_INET6 else 32), f"prefix length {plen} of family {f}"
+                    assert 0 <= idx <= 0xFFFFFFFF
                     assert index is None or idx == index, "an address of another link"
             elif op == 3:
                 nl.addr_flush(7)
