@@ -1716,7 +1716,7 @@ class ClientGateway(SignalWakes):
 
     def _route_delay_over(self, c: Connection, pushed) -> None:
         """route-delay is over: as 2.6's do_route then, the routes that waited (with route-gateway
-        dhcp redirect-gateway via the DHCP router learned by now; none: not redirected),
+        dhcp redirect-gateway via the DHCP router learned by now; none: the connection ends, tapredir48),
         redirect_gateway set, >STATE:ADD_ROUTES, >UPDOWN:UP, route-up (still as root: the drop
         to `user` follows it), and _announce_up's CONNECTED once route-up has run."""
         if self.conn is not c:

@@ -532,7 +532,8 @@ class TunnelNetwork(_TunAndRoutes):
     def add_waiting_routes(self, router: str | None) -> bool | None:
         """route-delay is over: the routes that waited, as they would have gone in at tunnel-up;
         with route-gateway dhcp (_wait_for_router) redirect-gateway via `router` (the DHCP ACK's;
-        None: none came, no redirect, as 2.6). -> whether IPv4 redirect-gateway was done
+        None: none came -- a redirect then raises RuntimeError, _redirect_without_gateway, where 2.6
+        runs on without it; the client ends the connection). -> whether IPv4 redirect-gateway was done
         (route-up's redirect_gateway); None, nothing done, when nothing waits, nothing can go in
         (a bare tap) or route-noexec (2.6's do_route then sets no redirect_gateway)."""
         w, self.routes_waiting = self.routes_waiting, None
@@ -653,7 +654,8 @@ class TunnelNetwork(_TunAndRoutes):
             if gws:
                 # As OpenVPN 2.6 on Linux: its routes are set as the tap comes up, before any DHCP
                 # reply can give the gateway (openvpn/dhcprouter.py reads it then), so those needing
-                # one are skipped ("needs a gateway parameter") and redirect-gateway is not done.
+                # one are skipped ("needs a gateway parameter"); a redirect then fails the push
+                # (_redirect_without_gateway: 2.6 runs on without it).
                 if not self._delayed:
                     self._route_line(logging.WARNING, "route-gateway dhcp: no gateway yet as the routes are set "
                                      "(it comes from the DHCP reply on the tap later); routes needing it are "
@@ -763,10 +765,8 @@ class TunnelNetwork(_TunAndRoutes):
         # outside the tunnel while the log said redirect-gateway (the profile's own, too).
         rgw4 = gw4 if redirect_via is None else (redirect_via or None)
         if redirect4 and self.tap and rgw4 is None:
-            log.warning("redirect-gateway on tap %s: no route-gateway pushed or set%s; not redirected", tun,
-                        " (route-gateway dhcp: no DHCP ACK gave a router within route-delay)"
-                        if redirect_via is not None else "")
-        elif redirect4:
+            raise self._redirect_without_gateway(pushed, redirect_via is not None)
+        if redirect4:
             try:
                 routes.add_redirect_gateway_def1(tun, remote_ip, server_path, gateway=rgw4)
             except NetlinkError as e:
@@ -808,6 +808,31 @@ class TunnelNetwork(_TunAndRoutes):
                 log.warning("redirect-gateway block-local: no local network found to block")
             else:
                 log.info("redirect-gateway block-local: %s only through %s (its gateway kept direct)", net, tun)
+
+    def _redirect_without_gateway(self, pushed, delay_over: bool) -> RuntimeError:
+        """The push's failure (the client starts over with its restart pause) when a tap's IPv4
+        redirect has no gateway to go via: no `route-gateway` pushed or in the profile (or none
+        usable), `route-gateway dhcp` without `route-delay` (the routes are set before any DHCP
+        reply can give one), or with it when no DHCP ACK gave a router by the delay's end. Why
+        not warn and run on, as OpenVPN 2.6.14 does ("not redirected" in effect: it logs that the
+        gateway is missing, then "Initialization Sequence Completed"): the user asked for all
+        traffic in the tunnel, and a tunnel up without the redirect sends it outside while it looks
+        protected -- as a redirect the kernel refuses (_redirect_refused, review48b; tapredir48)."""
+        what = f"redirect-gateway via {self.tun.name}"
+        tail = "; the tunnel is not brought up without it, traffic would leave outside it"
+        if delay_over:
+            return RuntimeError(f"{what}: no DHCP ACK gave a router within route-delay "
+                                f"{delay_in_effect(self.opts, pushed)[0]} s (route-gateway dhcp){tail}")
+        gws = [g for g in (pushed.route_gateway, self.opts.route_gateway) if g is not None]
+        if gws and all(g == "dhcp" for g in gws):
+            return RuntimeError(f"{what}: route-gateway dhcp without route-delay, the redirect has no gateway "
+                                "as the routes are set (add `route-delay N` to the profile so they wait for the "
+                                f"router of the DHCP reply on the tap){tail}")
+        bad = next((g for g in gws if g != "dhcp"), None)
+        if bad is not None:
+            return RuntimeError(f"{what}: route-gateway {bad[:64]} is no IPv4 address routes can go via{tail}")
+        return RuntimeError(f"{what}: no route-gateway pushed or in the profile, a tap's routes need "
+                            f"one{tail}")
 
     @staticmethod
     def _default4(net: str, mask: str, gw, metric) -> bool:

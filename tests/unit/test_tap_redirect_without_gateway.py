@@ -1,0 +1,94 @@
+"""redirect-gateway on a tap client with no gateway to go via, against the kernel in
+test_rtnl.py's namespace (tapredir48): no `route-gateway` at all, `route-gateway dhcp` without
+`route-delay`, and `route-gateway dhcp` whose route-delay ends with no DHCP ACK -- each fails the
+push (the client starts over with its restart pause) instead of warning "not redirected" and
+bringing the tunnel up with all traffic outside it, as OpenVPN 2.6.14 does; a redirect the
+kernel refuses fails the same way (test_client_tun_kernel.py, review48b)."""
+from __future__ import annotations
+
+import subprocess
+import uuid
+
+import pytest
+
+from appliance.gateway.tunnel import TunnelNetwork
+from appliance.openvpn.config import parse_config
+from appliance.openvpn.keymethod import parse_push_reply_untrusted
+from tests.unit.test_rtnl import _routes, inside, ns  # noqa: F401 - fixtures
+
+pytestmark = [pytest.mark.root, pytest.mark.netns]
+
+SERVER = "198.18.60.9"
+ADDR = ",ifconfig 198.18.80.2 255.255.255.0"
+HALVES = {"0.0.0.0/1", "128.0.0.0/1"}
+
+
+@pytest.fixture
+def tap(inside):                                # noqa: F811 - the namespace
+    dev = f"q{uuid.uuid4().hex[:8]}"            # (inside's tun() makes TUNs only)
+    subprocess.run(["ip", "tuntap", "add", dev, "mode", "tap"], check=True, capture_output=True, timeout=10)
+    try:
+        yield dev
+    finally:
+        subprocess.run(["ip", "link", "del", dev], capture_output=True, timeout=10)
+
+
+def _net(dev: str, extra: str = "") -> TunnelNetwork:
+    opts = parse_config(f"client\ndev {dev}\ndev-type tap\nremote {SERVER}\n{extra}<ca>\n</ca>\n", "/mem/p.ovpn",
+                        read_file=lambda p: b"")
+    return TunnelNetwork(opts)
+
+
+@pytest.mark.parametrize("where", ["pushed", "profile"])
+def test_no_route_gateway_fails_the_push(tap, where):
+    net = _net(tap, "redirect-gateway def1\n" if where == "profile" else "")
+    push = "PUSH_REPLY" + ("" if where == "profile" else ",redirect-gateway def1") + ADDR
+    try:
+        with pytest.raises(RuntimeError, match=f"^redirect-gateway via {tap}: no route-gateway pushed or in the "
+                                               "profile.*the tunnel is not brought up without it"):
+            net.apply(parse_push_reply_untrusted(push), SERVER)
+        assert not HALVES & {r[0] for r in _routes(tap)}, _routes(tap)
+    finally:
+        net.close()
+
+
+def test_route_gateway_dhcp_without_route_delay_fails_the_push_naming_route_delay(tap):
+    net = _net(tap)
+    try:
+        with pytest.raises(RuntimeError, match=r"route-gateway dhcp without route-delay.*add `route-delay N`"):
+            net.apply(parse_push_reply_untrusted("PUSH_REPLY,route-gateway dhcp,redirect-gateway def1" + ADDR),
+                      SERVER)
+        assert not HALVES & {r[0] for r in _routes(tap)}, _routes(tap)
+    finally:
+        net.close()
+
+
+@pytest.mark.parametrize("router", [None, "198.18.80.1"], ids=["no ACK", "ACK"])
+def test_route_gateway_dhcp_with_route_delay_redirects_via_the_router_or_fails(tap, router):
+    # The routes wait (apply adds none); at the delay's end they go via the ACK's router, or,
+    # with none, the connection ends (the client's _route_delay_over restarts it).
+    net = _net(tap, "route-delay 5\n")
+    try:
+        net.apply(parse_push_reply_untrusted("PUSH_REPLY,route-gateway dhcp,redirect-gateway def1" + ADDR), SERVER)
+        assert not HALVES & {r[0] for r in _routes(tap)}, _routes(tap)
+        if router is None:
+            with pytest.raises(RuntimeError, match=r"no DHCP ACK gave a router within route-delay 5 s "
+                                                   r"\(route-gateway dhcp\)"):
+                net.add_waiting_routes(None)
+            assert not HALVES & {r[0] for r in _routes(tap)}, _routes(tap)
+        else:
+            assert net.add_waiting_routes(router) is True
+            assert HALVES <= {r[0] for r in _routes(tap)}, _routes(tap)
+    finally:
+        net.close()
+
+
+def test_a_route_gateway_address_redirects(tap):
+    # The case that always worked stays: the tap's route-gateway given, the halves go via it.
+    net = _net(tap)
+    try:
+        net.apply(parse_push_reply_untrusted("PUSH_REPLY,route-gateway 198.18.80.1,redirect-gateway def1" + ADDR),
+                  SERVER)
+        assert HALVES <= {r[0] for r in _routes(tap)}, _routes(tap)
+    finally:
+        net.close()
