@@ -25,7 +25,10 @@ per-route variables are left out of the environment. With `route-delay N`, do_ro
 the window W never delays it further); redirect-gateway then goes via the router the server
 side's DHCP ACK gave by then (route_vpn_gateway in route-up's environment, redirect_gateway=1),
 or is not done ("VPN gateway parameter ... is missing") when none came yet. Without route-delay
-do_route runs at once, and nothing can use the router.
+do_route runs at once, and nothing can use the router. Ours differs where 2.6 runs on without a
+redirect the user asked for (tapredir48): no ACK by the delay's end ends the connection (restart
+pause), and route-gateway dhcp without route-delay fails the push naming route-delay
+(tunnel.py _redirect_without_gateway).
 
 Why a module of its own: the client (its timer and route-up) and the tunnel's routes (which wait)
 take the same decision; it is made here once.

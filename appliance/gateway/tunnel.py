@@ -627,6 +627,8 @@ class TunnelNetwork(_TunAndRoutes):
                  "it one), mtu %d", self.tun.name, mtu)
         skipped = len(pushed.routes) + len(pushed.routes_ipv6) + (pushed.redirect_gateway is not None)
         dhcp = routes_wait_for_dhcp(self.opts, pushed)
+        if not dhcp and not self.opts.route_noexec and self._redirect4(pushed):
+            raise self._redirect_without_gateway(pushed, False, bare=True)
         if dhcp:
             self._wait_for_router(pushed, remote_ip, False)
         elif delay_in_effect(self.opts, pushed) is not None:
@@ -809,11 +811,12 @@ class TunnelNetwork(_TunAndRoutes):
             else:
                 log.info("redirect-gateway block-local: %s only through %s (its gateway kept direct)", net, tun)
 
-    def _redirect_without_gateway(self, pushed, delay_over: bool) -> RuntimeError:
+    def _redirect_without_gateway(self, pushed, delay_over: bool, bare: bool = False) -> RuntimeError:
         """The push's failure (the client starts over with its restart pause) when a tap's IPv4
         redirect has no gateway to go via: no `route-gateway` pushed or in the profile (or none
         usable), `route-gateway dhcp` without `route-delay` (the routes are set before any DHCP
-        reply can give one), or with it when no DHCP ACK gave a router by the delay's end. Why
+        reply can give one), or with it when no DHCP ACK gave a router by the delay's end; `bare`:
+        a push without ifconfig (_apply_bare_tap), whose routes go in only by DHCP's router. Why
         not warn and run on, as OpenVPN 2.6.14 does ("not redirected" in effect: it logs that the
         gateway is missing, then "Initialization Sequence Completed"): the user asked for all
         traffic in the tunnel, and a tunnel up without the redirect sends it outside while it looks
@@ -829,6 +832,9 @@ class TunnelNetwork(_TunAndRoutes):
                                 "as the routes are set (add `route-delay N` to the profile so they wait for the "
                                 f"router of the DHCP reply on the tap){tail}")
         bad = next((g for g in gws if g != "dhcp"), None)
+        if bare and bad is not None:
+            return RuntimeError(f"{what}: the server pushed no ifconfig, so no route goes via route-gateway "
+                                f"{bad[:64]} (`route-gateway dhcp` with `route-delay N` waits for a DHCP router){tail}")
         if bad is not None:
             return RuntimeError(f"{what}: route-gateway {bad[:64]} is no IPv4 address routes can go via{tail}")
         return RuntimeError(f"{what}: no route-gateway pushed or in the profile, a tap's routes need "

@@ -98,10 +98,11 @@ def _addrs(ns) -> list:
 def test_our_client_reads_route_gateway_dhcp_from_debians_bridge(lab):
     """Debian's plain `server-bridge` pushes `route-gateway dhcp`: our client gets its lease from
     the LAN through the tunnel, its DHCP client sees no router (padded out, as 2.6 does), the log
-    names the router read, and the pushed route and redirect-gateway -- set before any reply
-    could give a gateway -- are skipped as 2.6 skips them; the LAN is reached both ways."""
+    names the router read, and the pushed route -- set before any reply could give a gateway --
+    is skipped as 2.6 skips it; the LAN is reached both ways. (The pushed redirect-gateway is
+    filtered out here: without route-delay it has no gateway and fails the push, the next test.)"""
     prof, events = dhcp_profile(lab, DEBIAN_PORT, "ours")
-    ours = lab.ours(lab.cli, prof, "ours")
+    ours = lab.ours(lab.cli, prof + 'pull-filter ignore "redirect-gateway"\n', "ours")
     try:
         ip = leased(lab, events, lab.cli)
         assert ip.startswith("198.19.1.")
@@ -116,6 +117,30 @@ def test_our_client_reads_route_gateway_dhcp_from_debians_bridge(lab):
     finally:
         ours.stop_promptly(5)
         stop_udhcpc(lab, "ours")
+
+
+def test_a_redirect_with_no_gateway_fails_our_push_where_debians_client_runs_on_unredirected(lab):
+    """tapredir48: Debian's bridge pushes `route-gateway dhcp` and `redirect-gateway def1`; a
+    profile without `route-delay` sets its routes before any DHCP reply. Debian's 2.6.14 client
+    comes up ("Initialization Sequence Completed") with no redirect -- all traffic outside the
+    tunnel the user asked for; ours refuses the push, naming route-delay, and never says it is up."""
+    prof = client_profile(lab.pki, remotes=[(SRV_IP, DEBIAN_PORT, "udp")]).replace("dev tun", "dev tap")
+    deb = lab.openvpn(lab.cli, prof, "deb-nogw")
+    try:
+        deb_routes = lab.cli.run("ip -4 route show").stdout
+        deb_log = deb.log()
+    finally:
+        deb.stop_promptly(5)
+    assert "0.0.0.0/1" not in deb_routes, deb_routes
+    ours = lab.ours(lab.cli, prof, "ours-nogw", pattern="route-gateway dhcp without route-delay")
+    try:
+        routes = lab.cli.run("ip -4 route show").stdout
+        log = ours.log()
+    finally:
+        ours.stop_promptly(5)
+    assert "add `route-delay N`" in log and "the tunnel is not brought up without it" in log, log[-3000:]
+    assert "0.0.0.0/1" not in routes and "tunnel up" not in log, (routes, log[-3000:])
+    assert "Initialization Sequence Completed" in deb_log
 
 
 @pytest.mark.parametrize("line, router", [("server-bridge", ""), ("server-bridge nogw", LAN_ROUTER)])

@@ -21,6 +21,8 @@ pytestmark = [pytest.mark.root, pytest.mark.netns]
 SERVER = "198.18.60.9"
 ADDR = ",ifconfig 198.18.80.2 255.255.255.0"
 HALVES = {"0.0.0.0/1", "128.0.0.0/1"}
+# With a pushed address, and without (a plain server-bridge: the tap's address comes by DHCP later).
+ADDRS = pytest.mark.parametrize("addr", [ADDR, ""], ids=["ifconfig", "bare"])
 
 
 @pytest.fixture
@@ -39,10 +41,11 @@ def _net(dev: str, extra: str = "") -> TunnelNetwork:
     return TunnelNetwork(opts)
 
 
+@ADDRS
 @pytest.mark.parametrize("where", ["pushed", "profile"])
-def test_no_route_gateway_fails_the_push(tap, where):
+def test_no_route_gateway_fails_the_push(tap, where, addr):
     net = _net(tap, "redirect-gateway def1\n" if where == "profile" else "")
-    push = "PUSH_REPLY" + ("" if where == "profile" else ",redirect-gateway def1") + ADDR
+    push = "PUSH_REPLY" + ("" if where == "profile" else ",redirect-gateway def1") + addr
     try:
         with pytest.raises(RuntimeError, match=f"^redirect-gateway via {tap}: no route-gateway pushed or in the "
                                                "profile.*the tunnel is not brought up without it"):
@@ -52,24 +55,26 @@ def test_no_route_gateway_fails_the_push(tap, where):
         net.close()
 
 
-def test_route_gateway_dhcp_without_route_delay_fails_the_push_naming_route_delay(tap):
+@ADDRS
+def test_route_gateway_dhcp_without_route_delay_fails_the_push_naming_route_delay(tap, addr):
     net = _net(tap)
     try:
         with pytest.raises(RuntimeError, match=r"route-gateway dhcp without route-delay.*add `route-delay N`"):
-            net.apply(parse_push_reply_untrusted("PUSH_REPLY,route-gateway dhcp,redirect-gateway def1" + ADDR),
+            net.apply(parse_push_reply_untrusted("PUSH_REPLY,route-gateway dhcp,redirect-gateway def1" + addr),
                       SERVER)
         assert not HALVES & {r[0] for r in _routes(tap)}, _routes(tap)
     finally:
         net.close()
 
 
-@pytest.mark.parametrize("router", [None, "198.18.80.1"], ids=["no ACK", "ACK"])
-def test_route_gateway_dhcp_with_route_delay_redirects_via_the_router_or_fails(tap, router):
+@pytest.mark.parametrize("router, addr", [(None, ADDR), (None, ""), ("198.18.80.1", ADDR)],
+                         ids=["no ACK", "no ACK, bare", "ACK"])
+def test_route_gateway_dhcp_with_route_delay_redirects_via_the_router_or_fails(tap, router, addr):
     # The routes wait (apply adds none); at the delay's end they go via the ACK's router, or,
     # with none, the connection ends (the client's _route_delay_over restarts it).
     net = _net(tap, "route-delay 5\n")
     try:
-        net.apply(parse_push_reply_untrusted("PUSH_REPLY,route-gateway dhcp,redirect-gateway def1" + ADDR), SERVER)
+        net.apply(parse_push_reply_untrusted("PUSH_REPLY,route-gateway dhcp,redirect-gateway def1" + addr), SERVER)
         assert not HALVES & {r[0] for r in _routes(tap)}, _routes(tap)
         if router is None:
             with pytest.raises(RuntimeError, match=r"no DHCP ACK gave a router within route-delay 5 s "
@@ -90,5 +95,18 @@ def test_a_route_gateway_address_redirects(tap):
         net.apply(parse_push_reply_untrusted("PUSH_REPLY,route-gateway 198.18.80.1,redirect-gateway def1" + ADDR),
                   SERVER)
         assert HALVES <= {r[0] for r in _routes(tap)}, _routes(tap)
+    finally:
+        net.close()
+
+
+def test_a_bare_tap_with_a_route_gateway_address_fails_the_push(tap):
+    # No pushed ifconfig: the routes are never set via the address (the tap has none from us), so
+    # the redirect would be skipped as the other routes are; it fails the push, naming the way.
+    net = _net(tap, "route-delay 5\n")
+    try:
+        with pytest.raises(RuntimeError, match=r"pushed no ifconfig, so no route goes via route-gateway 198\.18\.80\.1 "
+                                               r"\(`route-gateway dhcp` with `route-delay N`"):
+            net.apply(parse_push_reply_untrusted("PUSH_REPLY,route-gateway 198.18.80.1,redirect-gateway def1"),
+                      SERVER)
     finally:
         net.close()
