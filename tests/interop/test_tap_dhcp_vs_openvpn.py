@@ -122,8 +122,9 @@ def test_our_client_reads_route_gateway_dhcp_from_debians_bridge(lab):
 def test_a_redirect_with_no_gateway_fails_our_push_where_debians_client_runs_on_unredirected(lab):
     """tapredir48: Debian's bridge pushes `route-gateway dhcp` and `redirect-gateway def1`; a
     profile without `route-delay` sets its routes before any DHCP reply. Debian's 2.6.14 client
-    comes up ("Initialization Sequence Completed") with no redirect -- all traffic outside the
-    tunnel the user asked for; ours refuses the push, naming route-delay, and never says it is up."""
+    says "NOTE: unable to redirect IPv4 default gateway -- VPN gateway parameter (--route-gateway
+    or --ifconfig) is missing" and comes up ("Initialization Sequence Completed") with no redirect
+    -- all traffic outside the tunnel the user asked for; ours refuses the push, naming route-delay, and never says it is up."""
     prof = client_profile(lab.pki, remotes=[(SRV_IP, DEBIAN_PORT, "udp")]).replace("dev tun", "dev tap")
     deb = lab.openvpn(lab.cli, prof, "deb-nogw")
     try:
@@ -141,6 +142,7 @@ def test_a_redirect_with_no_gateway_fails_our_push_where_debians_client_runs_on_
     assert "add `route-delay N`" in log and "the tunnel is not brought up without it" in log, log[-3000:]
     assert "0.0.0.0/1" not in routes and "tunnel up" not in log, (routes, log[-3000:])
     assert "Initialization Sequence Completed" in deb_log
+    assert "unable to redirect IPv4 default gateway -- VPN gateway parameter" in deb_log, deb_log[-3000:]
 
 
 @pytest.mark.parametrize("line, router", [("server-bridge", ""), ("server-bridge nogw", LAN_ROUTER)])
