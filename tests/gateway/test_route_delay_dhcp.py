@@ -80,3 +80,37 @@ def test_route_up_waits_for_the_delay_and_gets_the_learned_router(pki, tmp_path,
     assert up_env.get("route_vpn_gateway") != "198.19.1.1"
     assert rup_env["redirect_gateway"] == ("1" if router else "0")
     c._cleanup()
+
+
+class NoAckNet(WaitingNet):
+    """As TunnelNetwork with a redirect pushed (tapredir48): no DHCP router by route-delay's end
+    fails the routes that waited, naming why (tests/unit/test_tap_redirect_without_gateway.py
+    checks that part against the kernel)."""
+
+    def add_waiting_routes(self, router):
+        if router is None and self.routes_waiting is not None:
+            self.routes_waiting = None
+            self.added.append(router)
+            raise RuntimeError("redirect-gateway via tap0: no DHCP ACK gave a router within route-delay 5 s "
+                               "(route-gateway dhcp); the tunnel is not brought up without it")
+        return super().add_waiting_routes(router)
+
+
+def test_no_dhcp_router_by_the_delays_end_ends_the_connection_before_route_up_and_connected(
+        pki, tmp_path, monkeypatch, caplog):
+    # The client's part: the connection ends at the delay's end -- no route-up, never CONNECTED
+    # with the redirect missing -- and the client starts over after its restart pause.
+    monkeypatch.setattr(gateway_world, "FakeTunnelNetwork", NoAckNet)
+    log = tmp_path / "log"
+    w, c, tap = _client(pki, tmp_path, log)
+    net = w.client_nets[0]
+    assert w.run(lambda: log.exists() and "== up" in log.read_text(), max_time=20)
+    assert w.run(lambda: net.applied >= 2, max_time=60), "the client did not start over"
+    connected_then = [x for x in tap.got if ",CONNECTED," in x]
+    assert net.added == [None]
+    assert "cannot add the routes route-delay held back: redirect-gateway via tap0: no DHCP ACK" in caplog.text
+    connected = connected_then
+    names = [g[0] for g in _records(log)]
+    assert names[:2] == ["up", "up"], names        # no route-up before the next connection's up
+    assert not connected, connected
+    c._cleanup()
