@@ -254,6 +254,12 @@ class Session(ControlChannel):
         # them at the push (choose_cipher), after all of those lines, as 2.6.14 chooses.
         self.client_ncp: tuple[tuple[str, ...], str | None] | None = None
         self.client_ncp_where = ""
+        # server: a key of this client is accepted but its data keys wait for its push (cipher
+        # chosen there, compat48). Its inactivity timers run from then on, as before compat48
+        # (keys made at the handshake) and as 2.6.14's instance timers (ping-restart from the
+        # instance's start): a client that authenticated and then never asked for its push (no
+        # PUSH_REQUEST, no IV_PROTO_REQUEST_PUSH) or went silent lived on without end (review48f).
+        self.accepted_unkeyed = False
         self.peer_common_name: str | None = None
         self.peer_username: str | None = None      # server: the username of the first handshake
         self.issued_auth_token: str | None = None   # server: an auth-token we pushed (renegotiation password)
@@ -729,8 +735,8 @@ class Session(ControlChannel):
         d = self._ctl_deadline
         if self.exit_at is not None and (d is None or self.exit_at < d):
             d = self.exit_at
-        if self.send_key is not None:
-            if self.ping_interval:
+        if self.send_key is not None or self.accepted_unkeyed:
+            if self.ping_interval and self.send_key is not None:
                 t = self.last_send + self.ping_interval
                 if d is None or t < d:
                     d = t
@@ -1007,6 +1013,7 @@ class Session(ControlChannel):
                 ks.phase = KS.ACTIVE
                 if ks.active_since is None:
                     ks.active_since = now
+                self.accepted_unkeyed = True
             return
         sk, sh, rk, rh = split_key_block(self._key_block(ks), self.is_client)
         peer_id = self.peer_id if self.peer_id is not None and self.peer_id != NO_PEER_ID else None
@@ -1209,13 +1216,14 @@ class Session(ControlChannel):
             else:
                 self.next_push_request = now + PUSH_REQUEST_INTERVAL
         sk = self.send_key
-        if sk is not None:
+        if sk is not None or self.accepted_unkeyed:
             if self.cfg.ping_exit and now >= self.last_recv + self.cfg.ping_exit:
                 self._fail(f"inactivity timeout (ping-exit {self.cfg.ping_exit}s)", restart=False)
                 return
             if self.ping_restart and now >= self.last_recv + self.ping_restart:
                 self._fail(f"inactivity timeout (ping-restart {self.ping_restart}s)", restart=True)
                 return
+        if sk is not None:
             if self.ping_interval and now >= self.last_send + self.ping_interval:
                 self._queue_data(PING_MAGIC)
                 self.last_send = now
