@@ -1211,9 +1211,12 @@ class Operations:
                 if isinstance(verdict, Given):
                     verdict = self._given_since(rec, verdict)
                 if s.established:
-                    # (its ccd's cipher lines as given: a changed file restarts it anyway, `verdict`)
-                    verdict = cipher_dropped(s.cipher, fresh, s.peer_info, getattr(rec.given, "ccd", None),
-                                             s.peer_occ_cipher) \
+                    # (its ccd's cipher lines as given: a changed file restarts it anyway, `verdict`;
+                    # then its client-connect output / client-auth block's, as admitted: no reload
+                    # runs those again -- review48f: left out, a client given its cipher there was
+                    # told RESTART at every reload)
+                    lines = (getattr(rec.given, "ccd", None), getattr(self.info.get(id(rec)), "connect_ccd", None))
+                    verdict = cipher_dropped(s.cipher, fresh, s.peer_info, lines, s.peer_occ_cipher) \
                         or tls_version_out(self._tls_version(s), run.tls) \
                         or verdict
                 if id(rec) in run.unpushed and run.st is not None:

@@ -205,12 +205,21 @@ def per_client(data_ciphers, fallback: str | None, ccd) -> tuple[tuple[str, ...]
 def client_choice(peer_info: dict[str, str], data_ciphers, fallback: str | None, ccd,
                   occ: str | None = None) -> "str | None | bool":
     """The data cipher a client with `peer_info` is given by the server's `data_ciphers` and
-    `fallback` as its per-client lines (`ccd`) change them (per_client) -- or False when the
-    lines name no cipher. A reload's verdict on kept clients (given.cipher_dropped); a new
-    session chooses the same way after all of its per-client lines (Session.choose_cipher)."""
-    if getattr(ccd, "data_ciphers", None) is None and getattr(ccd, "fallback", None) is None:
+    `fallback` as its per-client lines (`ccd`: one source, or a sequence of them in 2.6's order
+    -- ccd file, then client-connect output / client-auth block -- each None when absent) change
+    them (per_client) -- or False when the lines name no cipher. A reload's verdict on kept
+    clients (given.cipher_dropped); a new session chooses the same way after all of its
+    per-client lines (Session.choose_cipher). review48f: a reload looked at the file alone, so a
+    client given its cipher by its client-connect output or client-auth block was told RESTART
+    at every reload, one that changed nothing too."""
+    sources = [c for c in (ccd if isinstance(ccd, (tuple, list)) else (ccd,))
+               if getattr(c, "data_ciphers", None) is not None or getattr(c, "fallback", None) is not None]
+    if not sources:
         return False
-    return choose(peer_info, *per_client(data_ciphers, fallback, ccd), occ)
+    lists = (data_ciphers, fallback)
+    for c in sources:
+        lists = per_client(*lists, c)
+    return choose(peer_info, *lists, occ)
 
 
 def no_common(peer_info: dict[str, str], data_ciphers, occ: str | None = None) -> str:

@@ -87,7 +87,8 @@ def cipher_dropped(cipher: "str | None", cfg, peer_info: "dict[str, str] | None"
                    ccd: object = None, occ: "str | None" = None) -> Tightened | None:
     """Why a kept client's data cipher is one the reloaded config (`cfg`, its SessionConfig) would
     not give it now -- neither in data-ciphers nor its data-ciphers-fallback, or, when its
-    per-client lines (`ccd`, what it was given) name ciphers, not what they choose under the
+    per-client lines (`ccd`, what it was given: its file's, then its client-connect output's /
+    client-auth block's, a sequence in that order) name ciphers, not what they choose under the
     reload (ciphers.client_choice, as at its connect) -- else None. Why (atk45): a renegotiation
     keeps the data cipher, so a reload that takes a cipher out (retiring AES-128-CBC, a fallback
     for old clients) left the clients using it on it for good; at 2.6's SIGHUP they reconnect and

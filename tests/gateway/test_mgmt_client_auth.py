@@ -799,3 +799,33 @@ def test_a_client_auth_blocks_data_ciphers_chooses_the_cipher(pki, tmp_path):
     assert w.run(lambda: _up(c), max_time=10)
     assert w.server.d.clients[0].session.cipher == "CHACHA20-POLY1305"
     assert c.conn.session.cipher == "CHACHA20-POLY1305"
+
+
+def test_a_reload_keeps_a_client_whose_block_chose_its_cipher(pki, tmp_path, caplog):
+    """review48f: a reload's verdict on a kept client's cipher (given.cipher_dropped) looked at its
+    ccd file's lines only, so client0, given CHACHA20-POLY1305 by its client-auth block (the
+    server's list: AES-256-GCM:AES-128-GCM), was told RESTART at every reload -- one changing
+    nothing too. No reload runs the connect step again: the block's lines as admitted stand."""
+    class Running(Mgmt):                # a management interface runs (`management` at the start)
+        def set_peer_ids(self, ids) -> None:
+            pass
+    caplog.set_level(logging.INFO)
+    w = World()
+    gw, _holder = w.add_reloadable_server(server_conf(pki, extra=f"management {tmp_path}/m.sock unix\n"
+                                                      "management-client-auth\ndata-ciphers AES-256-GCM:AES-128-GCM\n"))
+    if gw.ops.mgmt is not None:
+        gw.ops.mgmt.close()
+    m = gw.ops.mgmt = Running()
+    c = _client(w, pki)
+    assert _asked(w, m)
+    _mode, cid, kid, _env = m.asks()[0]
+    assert gw.ops.management_verdict(cid, kid, True, config=["data-ciphers CHACHA20-POLY1305"])
+    assert w.run(lambda: _up(c), max_time=10)
+    rec = gw.d.clients[0]
+    assert rec.session.cipher == "CHACHA20-POLY1305"
+    mark = len(caplog.text)
+    assert gw.ops.reload()
+    assert w.run(lambda: "clients kept" in caplog.text[mark:], max_time=10), caplog.text[-2000:]
+    assert "1 clients kept" in caplog.text[mark:] and "told RESTART" not in caplog.text[mark:], caplog.text[mark:]
+    w.run_for(3)
+    assert gw.d.clients == [rec] and rec.alive and c.conn.session.cipher == "CHACHA20-POLY1305"
