@@ -84,7 +84,7 @@ def qemu_argv(image: Path, accel_name: str, nics: list[str], append: str = "", m
     return ["qemu-system-x86_64", "-accel", accel_name, "-cpu", "host" if accel_name == "kvm" else "max",
             "-M", "q35", "-m", str(mem), "-nodefaults", "-no-user-config", "-display", "none",
             "-serial", "stdio", "-no-reboot", "-kernel", str(image / "vmlinuz"),
-            "-initrd", str(image / "initramfs.img"), *nics, "-append", f"console=ttyS0 panic=-1 quiet {EXTRA_APPEND} {append}".strip()]
+            "-initrd", str(image / "initramfs.img"), *nics, "-append", f"console=ttyS0 panic=-1 quiet no_timer_check {EXTRA_APPEND} {append}".strip()]
 
 
 def nic_args(with_lan: bool) -> list[str]:

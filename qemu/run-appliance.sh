@@ -18,4 +18,4 @@ fi
 exec qemu-system-x86_64 -accel "$accel" -cpu "$cpu" -M q35 -m "${MEM:-128}" -nodefaults -no-user-config \
   -display none -serial mon:stdio -no-reboot \
   -kernel "$out/vmlinuz" -initrd "$out/initramfs.img" "${nics[@]}" \
-  -append "console=ttyS0 panic=-1 quiet ${APPEND:-}"
+  -append "console=ttyS0 panic=-1 quiet no_timer_check ${APPEND:-}"
