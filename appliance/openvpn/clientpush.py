@@ -522,7 +522,14 @@ class ClientPush:
     def _lease_static(self, rec: ClientRecord, ip: str) -> None:
         """An ifconfig-push address: leased to `rec` (so the pool does not hand it out meanwhile);
         one already in use is shared, with a warning, so it is freed only when the last client
-        on it is gone, whichever of them holds the route."""
+        on it is gone, whichever of them holds the route. The server's own tunnel address
+        refuses the client, as an `ifconfig-ipv6-push` of its IPv6 one (_ifconfig_ipv6_push):
+        OpenVPN 2.6.14 admits it and then answers that address itself and drops what the client
+        sends from it (server.py route_packet, _check_sources do the same for any way such an
+        address could still come), so the client sits connected on a tunnel that carries
+        nothing of its own -- an operator's slip said at connect is better than a silent one."""
+        if self.st.local_ip4 is not None and ipaddress.IPv4Address(ip).packed == self.st.local_ip4:
+            raise ClientRefused(f"ifconfig-push {ip} for {rec.common_name!r} is the server's own address")
         pool = self.st.pool
         if pool is None:
             return

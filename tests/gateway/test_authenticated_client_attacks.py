@@ -117,33 +117,42 @@ def test_a_wide_iroute_does_not_take_the_servers_own_address_from_the_other_clie
     _victim_unharmed(w, before, b"after-server-address")
 
 
-def test_a_client_pushed_the_servers_own_address_neither_takes_its_packets_nor_sends_as_it(pki, tmp_path):
-    """review48a: a ccd `ifconfig-push 198.19.0.1 255.255.255.0` (the server's own tunnel
-    address, an operator's slip or a client-connect script's) made client0 the address's holder:
-    with client-to-client, client1's packets to the server (its DNS, its gateway) went to client0,
-    and client0's packets from 198.19.0.1 passed as its own -- to client1 as the server's. As
-    2.6 (multi.c answers no client for its local address, before any lookup): client1's packets
-    reach the server's TUN, client0's from that address are refused; its other networks work."""
-    w = _world(pki, tmp_path, {"client0": "ifconfig-push 198.19.0.1 255.255.255.0\n"
-                                          "iroute 198.51.100.0 255.255.255.0\n"},
-               extra="route 198.51.100.0 255.255.255.0\n")
-    assert w.client_addr(0) == SERVER_TUN
-    before = _identity(w, 1)
-    vtun, stun, atun = w.client_nets[1].tun, w.server_net.tun, w.client_nets[0].tun
-    victim4 = w.client_addr(1)
-    to_server = ipv4_udp(victim4, SERVER_TUN, b"dns?")
-    to_site = ipv4_udp(victim4, "198.51.100.7", b"site")
-    for p in (to_server, to_site):
-        vtun.inject(p)
-    assert w.run(lambda: to_site in atun.written and to_server in stun.written, max_time=10)
-    assert to_server not in atun.written, "the server's own address was routed to client0"
-    forged = [ipv4_udp(SERVER_TUN, victim4, b"as-server"), ipv4_udp(SERVER_TUN, SERVER_TUN, b"as-self")]
-    fine = ipv4_udp("198.51.100.7", victim4, b"site-c2c")
-    for p in forged + [fine]:
-        atun.inject(p)
-    assert w.run(lambda: fine in vtun.written, max_time=10), "client0's own network did not pass"
-    assert not any(p in vtun.written or p in stun.written for p in forged), "client0 sent as the server"
-    _victim_unharmed(w, before, b"after-pushed-server-address")
+@pytest.mark.parametrize("how", ["ccd4", "ccd6", "connect4"])
+def test_a_client_pushed_the_servers_own_address_is_refused_with_the_reason(pki, tmp_path, monkeypatch, caplog, how):
+    """review48a, reneg49: a ccd's or client-connect's `ifconfig-push 198.19.0.1 255.255.255.0`
+    (the server's own tunnel address, an operator's slip) made client0 that address's holder:
+    with client-to-client, client1's packets to the server went to client0, and client0's from
+    198.19.0.1 passed as its own. review48a stopped both on the data path (as 2.6.14, which
+    admits the client and answers the address itself); the client then sat connected on a
+    tunnel that carried nothing of its own, where `ifconfig-ipv6-push` of the server's IPv6
+    address refused it. Now both refuse the client's connect and the log says why; client1,
+    on the same server, keeps its tunnel to the server's address."""
+    from appliance.gateway import ops as ops_mod
+    from appliance.gateway.scripts import ScriptRunner
+    line = {"ccd4": f"ifconfig-push {SERVER_TUN} 255.255.255.0", "connect4": f"ifconfig-push {SERVER_TUN} 255.255.255.0",
+            "ccd6": f"ifconfig-ipv6-push {SERVER6}/64"}[how]
+    extra = V6
+    if how == "connect4":
+        monkeypatch.setattr(ops_mod, "ScriptRunner", lambda: ScriptRunner(inline=True))
+        cc = tmp_path / "cc.sh"
+        cc.write_text(f'#!/bin/sh\n[ "$common_name" = client0 ] && echo "{line}" > "$1"\nexit 0\n')
+        cc.chmod(0o755)
+        extra += f"script-security 2\nclient-connect {cc}\n"
+    w = World()
+    w.add_server(server_conf(pki, "udp", extra=extra))
+    if how != "connect4":
+        d = tmp_path / "ccd"
+        d.mkdir()
+        (d / "client0").write_text(line + "\n")
+        w.server.st.ccd = ccd_loader(str(d))
+    caplog.set_level(logging.INFO)
+    w.add_client(client_conf(pki, "client0"))
+    w.add_client(client_conf(pki, "client1"))
+    said = "is the server's own address"
+    assert w.run(lambda: _up(w, 1) and said in caplog.text, max_time=30), caplog.text[-3000:]
+    assert not _up(w, 0), "client0 was admitted with the server's own address"
+    assert w.client_addr(1) != SERVER_TUN
+    ping_both_ways(w, 1, tag=b"after-refusal", tries=3)
 
 
 def test_a_lan_numbered_from_240_0_0_0_passes_as_with_2_6(pki, tmp_path):

@@ -89,9 +89,12 @@ def test_a_client_pushed_the_servers_own_address_gets_neither_its_packets_nor_se
     """review48a: client1's ccd pushes it the server's own tunnel address (`ifconfig-push
     198.19.0.1 255.255.255.0`, an operator's slip). Ours made client1 that address's holder: the
     victim's pings of the server went to client1 (whose kernel, owning the address, answered as
-    the server), and client1's packets from it passed. As Debian's 2.6.14 server (the same steps,
-    `openvpn`): the server answers the pings itself, and nothing client1 sends from the address
-    reaches the victim -- its iroute'd network's packets still do."""
+    the server), and client1's packets from it passed. Debian's 2.6.14 server (`openvpn`) admits
+    client1, answers the pings itself, and lets nothing client1 sends from the address reach the
+    victim -- its iroute'd network's packets still do. Ours (reneg49) refuses client1's connect
+    with the reason in its log (AUTH_FAILED at the client), as it refuses `ifconfig-ipv6-push` of
+    its IPv6 address; the victim reaches the server. (The data path's own checks for an address
+    pushed so stand: tests/gateway/test_authenticated_client_attacks.py.)"""
     ccd = lab.tmp / f"ccd-pushed-{kind}"
     ccd.mkdir()
     (ccd / "client1").write_text(f"ifconfig-push {SERVER_TUN} 255.255.255.0\niroute 198.51.100.0 255.255.255.0\n")
@@ -99,6 +102,19 @@ def test_a_client_pushed_the_servers_own_address_gets_neither_its_packets_nor_se
                                 f"pushsrv-{kind}"))
     attacker = lab.cli
     victim = _VICTIMS.get("ns") or _VICTIMS.setdefault("ns", lab.add_client_ns(5))
+    if kind == "ours":
+        # reneg49: ours refuses client1's connect, saying why, as it refuses an
+        # ifconfig-ipv6-push of its IPv6 address; client2 is served as ever.
+        cli1 = lab.openvpn(attacker, client_profile(lab.pki, "udp", client="client1"), "pushcli1-ours", wait=0)
+        procs.append(cli1)
+        procs.append(lab.openvpn(victim, client_profile(lab.pki, "udp", client="client2",
+                                                        remotes=[("198.18.6.1", 1194, "udp")]), "pushcli2-ours"))
+        assert procs[0].wait_for(r"ifconfig-push 198\.19\.0\.1 for 'client1' is the server's own address", 30), \
+            procs[0].log()[-3000:]
+        assert cli1.wait_for("AUTH_FAILED", 30), cli1.log()[-3000:]
+        assert "Initialization Sequence Completed" not in cli1.log()
+        assert lab.wait_ping(victim, SERVER_TUN, within=20), "the victim cannot reach the server's tunnel address"
+        return
     procs.append(lab.openvpn(attacker, client_profile(lab.pki, "udp", client="client1"), f"pushcli1-{kind}"))
     procs.append(lab.openvpn(victim, client_profile(lab.pki, "udp", client="client2",
                                                     remotes=[("198.18.6.1", 1194, "udp")]), f"pushcli2-{kind}"))
