@@ -17,17 +17,16 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.openvpn import packet, session as session_mod, wrapping
+from appliance.openvpn import session as session_mod
 from appliance.openvpn.keystate import KS
+from lab.control_forger import JUNK, ControlView, wrappers
 from lab.gateway_world import SERVER_IP, STATIC_KEY
 from tests.gateway.conftest import World, client_conf, server_conf
 from tests.gateway.test_tunnel import ping_both_ways
 
 KEY = bytes(range(256))         # lab/gateway_world.py's STATIC_KEY, the server's and clients' key
-JUNK = bytes.fromhex("1703030020") + bytes(32)      # a TLS record that is no record of the session
 BROKEN = "TLS failed on an established key (its data channel kept)"
 RECOVERY = "renegotiation to replace a failed TLS"
-DATA_OPS = (6, 9)                 # P_DATA_V1, P_DATA_V2
 TLS_AUTH = f"<tls-auth>\n{STATIC_KEY}\n</tls-auth>\n"
 
 
@@ -60,42 +59,18 @@ def _world(pki, protection: str = "tls-crypt", clients: int = 2, client_extra: s
     return w, gw, wire
 
 
-def _wrappers(protection: str, from_server: bool):
-    """(opener of the victim's packets, the forger's wrapper): the forger writes as the victim."""
-    if protection == "tls-auth":       # key-direction: the server sends with 0, the client with 1
-        return (wrapping.TlsAuthWrapper(KEY, 1 if from_server else 0),
-                wrapping.TlsAuthWrapper(KEY, 0 if from_server else 1))
-    return wrapping.TlsCryptWrapper(KEY, not from_server), wrapping.TlsCryptWrapper(KEY, from_server)
-
-
 def _forge(w, wire, src: tuple, dst: tuple, payload: bytes = JUNK, protection: str = "tls-crypt",
            key_id: int | None = None, pid_ahead: int = 1) -> int:
     """What the key holder sends in the name of `src` to `dst` (tests/fuzz/contain_targets.py's op
-    4): read from the wire what `src` sent -- its session id, the newest key id (or `key_id`) and
-    its highest message id there, its highest packet id -- and send P_CONTROL_V1 with the next
-    message id and a packet id `pid_ahead` past src's (or past its own last forgery's). Returns
-    the key id forged on."""
-    opener, forger = _wrappers(protection, from_server=src[0] == SERVER_IP)
-    sid, newest, top, pid_top, epoch = None, None, {}, 0, None
+    4; lab/control_forger.py ControlView): read from the wire what `src` sent -- its session id,
+    the newest key id (or `key_id`) and its highest message id there, its highest packet id --
+    and send P_CONTROL_V1 with the next message id and a packet id `pid_ahead` past src's (or
+    past its own last forgery's). Returns the key id forged on."""
+    view = ControlView(*wrappers(KEY, protection, from_server=src[0] == SERVER_IP))
     for pkt, s, d in wire:
-        if s != src or d != dst or pkt[0] >> 3 in DATA_OPS:
-            continue
-        op, psid, raw = opener.unwrap_untrusted(pkt, w.clock(), check_replay=False)
-        if psid != sid:
-            sid, top, pid_top, epoch = psid, {}, 0, None
-        at = 9 + getattr(opener, "hlen", 0)
-        pid, t = int.from_bytes(pkt[at:at + 4], "big"), int.from_bytes(pkt[at + 4:at + 8], "big")
-        if epoch is None or t > epoch or (t == epoch and pid > pid_top):
-            pid_top, epoch = pid, t
-        cb = packet.decode_body_untrusted(op >> 3, raw)
-        if cb.msg_id is not None:
-            top[op & 7] = max(top.get(op & 7, -1), cb.msg_id)
-            newest = op & 7
-    assert sid is not None and newest is not None, "no control message of the victim seen"
-    kid = newest if key_id is None else key_id
-    forger.send_time, forger.send_pid = epoch, pid_top + pid_ahead - 1
-    body = packet.encode_body([], None, top.get(kid, -1) + 1, payload)
-    forged = forger.wrap((4 << 3) | kid, sid, body, w.clock())
+        if s == src and d == dst:
+            view.see(pkt, w.clock())
+    forged, kid, _ = view.forge(w.clock(), payload, key_id, pid_ahead)
     wire.append((forged, src, dst))     # its next forgery goes on from this one's ids
     w.forged(forged, src, dst)
     return kid

@@ -13,31 +13,14 @@ port (a raw socket).
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 
+from lab import control_forger
 from lab.configs import client_profile, server_config
-from lab.netns import CLI_IP, SRV_IP, TUN_SERVER_IP, Lab
-from lab.tools import REPO
+from lab.netns import Lab
 
-from .test_key_holder_forgery_vs_openvpn import FORGER as _CLIENT_SIDE_FORGER
 from .test_key_holder_forgery_vs_openvpn import _pings_answered
-
-# The same forger, facing the other way: the server's datagrams to the client, opened as the
-# client does, forged as the server wraps.
-FORGER = (_CLIENT_SIDE_FORGER
-          .replace("wrapping.TlsCryptWrapper(key, True)", "wrapping.TlsCryptWrapper(key, False)", 1)
-          .replace("forger = wrapping.TlsCryptWrapper(key, False)", "forger = wrapping.TlsCryptWrapper(key, True)", 1)
-          .replace(f"ip[12:16] == socket.inet_aton({CLI_IP!r})", f"ip[12:16] == socket.inet_aton({SRV_IP!r})", 1)
-          .replace(f"ip[16:20] == socket.inet_aton({SRV_IP!r})", f"ip[16:20] == socket.inet_aton({CLI_IP!r})", 1)
-          .replace("if dp == 1194 and", "if sp == 1194 and", 1)
-          .replace("sport = sp", "sport = dp", 1)
-          .replace(f"raw_sock.bind(({CLI_IP!r}, 0))", f"raw_sock.bind(({SRV_IP!r}, 0))", 1)
-          .replace('struct.pack("!HHHH", sport, 1194,', 'struct.pack("!HHHH", 1194, sport,', 1)
-          .replace(f"(dgram, ({SRV_IP!r}, 0))", f"(dgram, ({CLI_IP!r}, 0))", 1)
-          .replace(f"+ dgram, ({SRV_IP!r}, 0))", f"+ dgram, ({CLI_IP!r}, 0))", 1))
-assert FORGER.count("TlsCryptWrapper(key, False)") == 1 and f"({CLI_IP!r}, 0))" in FORGER and "sp == 1194" in FORGER
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +34,7 @@ def test_debians_server_takes_our_clients_recovery_renegotiation(lab, procs):
     procs.append(srv)
     assert srv.wait_for("Initialization Sequence Completed", 30), srv.log()[-3000:]
     trigger = lab.tmp / "forge-client-now"
-    forger = subprocess.Popen(["ip", "netns", "exec", lab.srv.name, sys.executable, "-c", FORGER,
-                               str(lab.pki.dir / "static.key"), str(trigger), "40"],
+    forger = subprocess.Popen(control_forger.netns_argv(lab, lab.srv, trigger, 40, victim_is_server=True),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert forger.stdout.readline().strip() == "listening"

@@ -3,7 +3,7 @@ with our server: the client's tunnel goes on, and renegotiations after it succee
 finding, forge48's fix: Session._contain_tls_failure; the cases in memory:
 tests/gateway/test_tls_crypt_holder_forgery.py).
 
-The forger (FORGER below, our own wrapping module) runs in the client's namespace, as anyone on
+The forger (lab/control_forger.py, our own wrapping module) runs in the client's namespace, as anyone on
 the client's path or LAN: it reads the client's datagrams to the server off the wire from the
 start (AF_PACKET), and when told, wraps one P_CONTROL_V1 in the client's session -- the ids
 read through the key, the next message id of the newest key, the packet id after the client's
@@ -14,74 +14,14 @@ went unanswered until its ping-restart (30 s here) brought it back with a new co
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 
 import pytest
 
+from lab import control_forger
 from lab.configs import client_profile, server_config
-from lab.netns import CLI_IP, SRV_IP, TUN_SERVER_IP, Lab
-from lab.tools import REPO
+from lab.netns import TUN_SERVER_IP, Lab
 
-# Arguments: the static key file, the trigger file (forge once it exists), the deadline (s).
-FORGER = r"""
-import os, socket, struct, sys, time
-sys.path.insert(0, REPO)
-from appliance.openvpn import packet, wrapping
-from appliance.openvpn.keyfiles import parse_static_key
-
-key = parse_static_key(open(sys.argv[1]).read())
-trigger, deadline = sys.argv[2], time.monotonic() + float(sys.argv[3])
-opener = wrapping.TlsCryptWrapper(key, True)          # the server's end opens the client's packets
-# ETH_P_ALL: a socket of one protocol (ETH_P_IP) sees no outgoing packets (dev_queue_xmit_nit)
-sniff = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0003))
-sniff.settimeout(0.2)
-print("listening", flush=True)
-sid = sport = None
-top, newest, pid_top, epoch = {}, None, 0, None
-seen = [0, 0, 0]                                     # IPv4 datagrams, the client's to the server, control
-while time.monotonic() < deadline:
-    try:
-        ip, where = sniff.recvfrom(65535)
-        if where[1] != 0x0800:
-            ip = None
-    except socket.timeout:
-        ip = None
-    if ip is not None:
-        seen[0] += 1
-    if ip is not None and ip[9] == 17 and ip[12:16] == socket.inet_aton(CLI_IP) \
-            and ip[16:20] == socket.inet_aton(SRV_IP):
-        seen[1] += 1
-        h = (ip[0] & 15) * 4
-        sp, dp = struct.unpack("!HH", ip[h:h + 4])
-        pkt = ip[h + 8:]
-        if dp == 1194 and pkt and pkt[0] >> 3 not in (6, 9):          # control, not data
-            seen[2] += 1
-            op, psid, raw = opener.unwrap_untrusted(pkt, 0.0, check_replay=False)
-            if psid != sid:
-                sid, top, newest, pid_top, epoch = psid, {}, None, 0, None
-            sport = sp
-            pid, t = struct.unpack("!II", pkt[9:17])
-            if epoch is None or t > epoch or (t == epoch and pid > pid_top):
-                pid_top, epoch = pid, t
-            cb = packet.decode_body_untrusted(op >> 3, raw)
-            if cb.msg_id is not None:
-                top[op & 7] = max(top.get(op & 7, -1), cb.msg_id)
-                newest = op & 7
-    if os.path.exists(trigger) and newest is not None:
-        forger = wrapping.TlsCryptWrapper(key, False)
-        forger.send_time, forger.send_pid = epoch, pid_top
-        junk = bytes.fromhex("1703030020") + bytes(32)       # a TLS record that is no record of the session
-        body = packet.encode_body([], None, top[newest] + 1, junk)
-        dgram = forger.wrap((4 << 3) | newest, sid, body, 0.0)
-        raw_sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
-        raw_sock.bind((CLI_IP, 0))
-        raw_sock.sendto(struct.pack("!HHHH", sport, 1194, 8 + len(dgram), 0) + dgram, (SRV_IP, 0))
-        print(f"forged key {newest} message {top[newest] + 1} packet id {pid_top + 1} from port {sport}", flush=True)
-        sys.exit(0)
-print("no forgery: trigger", os.path.exists(trigger), "seen", seen, flush=True)
-sys.exit(1)
-""".replace("REPO", repr(str(REPO))).replace("CLI_IP", repr(CLI_IP)).replace("SRV_IP", repr(SRV_IP))
 
 
 @pytest.fixture(scope="module")
@@ -104,9 +44,8 @@ def test_a_forged_control_packet_leaves_debians_client_connected(lab, procs):
                    pattern=r"listening on UDP")
     procs.append(srv)
     trigger = lab.tmp / "forge-now"
-    forger = subprocess.Popen(["ip", "netns", "exec", lab.cli.name, sys.executable, "-c", FORGER,
-                               str(lab.pki.dir / "static.key"), str(trigger), "40"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    forger = subprocess.Popen(control_forger.netns_argv(lab, lab.cli, trigger, 40), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
     try:
         assert forger.stdout.readline().strip() == "listening"
         # reneg-sec 8 (2.6's client: a random 70-100% of it): its own renegotiation after ours.
