@@ -1566,7 +1566,7 @@ class ClientGateway(SignalWakes):
     def _tunnel_up(self, c: Connection, e: ev.TunnelUp) -> None:
         if self.opts.p2p:
             # Nothing is pushed on a point-to-point link: our own ifconfig lines say it all.
-            e = dataclasses.replace(e, pushed=p2p_network(self.opts))
+            e = e.replace(pushed=p2p_network(self.opts))
             log.info("point-to-point link with %s: %s", fmt_addr(c.addr), Lazy(push_summary, e.pushed))
         else:
             log.info("server pushed: %s", Lazy(push_summary, e.pushed, self.opts.dev_type == "tap"))

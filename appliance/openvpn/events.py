@@ -1,13 +1,13 @@
-"""Rare things the engine reports (never one per data packet): small frozen dataclasses."""
+"""Rare things the engine reports (never one per data packet): small immutable records
+(FrozenRecord: a frozen dataclass's behaviour without compiling its methods at every start)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from ..frozen_record import FrozenRecord
 
 from .keymethod import PushedOptions
 
 
-@dataclass(frozen=True)
-class HandshakeCompleted:
+class HandshakeCompleted(FrozenRecord):
     key_id: int
     tls_version: str
     tls_cipher: str
@@ -15,8 +15,7 @@ class HandshakeCompleted:
     tls_group: str = ""                 # the key exchange's group, e.g. X25519 or X25519MLKEM768
 
 
-@dataclass(frozen=True)
-class TunnelUp:
+class TunnelUp(FrozenRecord):
     """The data channel is ready. Client: `pushed` holds what the server pushed."""
     cipher: str
     key_derivation: str          # "tls-ekm" | "prf"
@@ -24,22 +23,19 @@ class TunnelUp:
     pushed: PushedOptions | None
 
 
-@dataclass(frozen=True)
-class KeyRenegotiated:
+class KeyRenegotiated(FrozenRecord):
     key_id: int
     cipher: str
 
 
-@dataclass(frozen=True)
-class ClientAuthenticated:
+class ClientAuthenticated(FrozenRecord):
     """Server side: a client passed TLS (and user/password if configured)."""
     common_name: str | None
     username: str
     peer_info: dict
 
 
-@dataclass(frozen=True)
-class AuthRequested:
+class AuthRequested(FrozenRecord):
     """Server side, with SessionConfig.defer_auth: check this username/password (off the event
     loop: it is slow on purpose) and answer with Session.auth_result(key_id, ok, now, check=check).
     `check`: which request of that key id the verdict answers (a key id is reused by a later key
@@ -49,57 +45,56 @@ class AuthRequested:
     and `session_id` (the session id of the token this session has or will get)."""
     key_id: int
     username: str
-    password: str = field(repr=False)
+    password: str
     common_name: str | None
     session_state: str | None = None
     session_id: str | None = None
-    check: object = field(default=None, repr=False, compare=False)
+    check: object = None
+    _not_shown = ("password", "check")
+    _not_compared = ("check",)
 
 
-@dataclass(frozen=True)
-class TlsVerifyRequested:
+class TlsVerifyRequested(FrozenRecord):
     """Either role, with tls-verify: the handshake of key `key_id` is held until the gateway
     runs the command for each certificate of `chain` (depth 0, the peer's, first; OpenVPN 2.6
     runs it from the deepest down) and answers with Session.tls_verify_result(key_id, ok, now,
     check=check). Nothing is sent to the peer, nor read from it, meanwhile."""
     key_id: int
-    chain: tuple = field(repr=False)
+    chain: tuple
     common_name: str | None
-    check: object = field(default=None, repr=False, compare=False)
+    check: object = None
+    _not_shown = ("chain", "check")
+    _not_compared = ("check",)
 
 
-@dataclass(frozen=True)
-class V2VerifyRequested:
+class V2VerifyRequested(FrozenRecord):
     """Server side, with tls-crypt-v2-verify: a client's tls-crypt-v2 key unwrapped; its session
     does nothing (no TLS) until ServerDispatcher.v2_verify_result(rec, ok, now). `metadata`:
     the key's metadata after its type byte, as OpenVPN writes it to metadata_file. `key_digest`:
     a digest of the client key itself (V2Key.digest), the gateway's per-key cap on the commands
     waiting (one stolen key from many addresses must not hold every slot)."""
     metadata_type: int
-    metadata: bytes = field(repr=False)
-    key_digest: bytes = field(default=b"", repr=False)
+    metadata: bytes
+    key_digest: bytes = b""
+    _not_shown = ("metadata", "key_digest")
 
 
-@dataclass(frozen=True)
-class PushRequested:
+class PushRequested(FrozenRecord):
     """Server side: the client asked for its options (or announced it will take them unasked)."""
 
 
-@dataclass(frozen=True)
-class CrResponse:
+class CrResponse(FrozenRecord):
     """Server side: the client answered a challenge (`client-pending-auth ... CR_TEXT:...`) with
     CR_RESPONSE,<response> on key `key_id` (control characters escaped, as every control text)."""
     key_id: int
     response: str
 
 
-@dataclass(frozen=True)
-class AuthFailed:
+class AuthFailed(FrozenRecord):
     message: str
 
 
-@dataclass(frozen=True)
-class AuthPending:
+class AuthPending(FrozenRecord):
     """Client side: the server checks our login out of band (a web login, a push to a phone) and
     asked us to wait; we now wait up to `wait` seconds for its verdict. `keywords`: as it sent
     them (control characters escaped, as in every control message's text)."""
@@ -107,16 +102,14 @@ class AuthPending:
     keywords: str
 
 
-@dataclass(frozen=True)
-class ServerInfo:
+class ServerInfo(FrozenRecord):
     """Client side: a message the server sent for the user (`kind` INFO or INFO_PRE), e.g.
     WEB_AUTH::<url> of a web login to open (control characters escaped)."""
     kind: str
     text: str
 
 
-@dataclass(frozen=True)
-class SessionClosed:
+class SessionClosed(FrozenRecord):
     """The session is over. `restart` says whether a client should reconnect (OpenVPN's SIGUSR1);
     `same_remote`, that it should try the same server again first (OpenVPN's no_advance: the
     server refused our auth-token, and the password may still be good there); `next_remote`,
@@ -136,13 +129,11 @@ class SessionClosed:
     tls_error: bool = False
 
 
-@dataclass(frozen=True)
-class Warning:  # noqa: A001 - an engine event, not the builtin
+class Warning(FrozenRecord):  # noqa: A001 - an engine event, not the builtin
     message: str
 
 
-@dataclass(frozen=True)
-class Decompressing:
+class Decompressing(FrozenRecord):
     """The peer compresses what it sends (real compression, compression.py): the first payload of
     this session it compressed was decompressed, `compressed` -> `decompressed` bytes. Once per
     session: a user sees decompression at work without a line per packet."""
@@ -151,8 +142,7 @@ class Decompressing:
     decompressed: int
 
 
-@dataclass(frozen=True)
-class ClientFloated:
+class ClientFloated(FrozenRecord):
     """Server side: an authenticated data packet came from a new address, which the client now has.
     At most one per client every FLOAT_REPORT_EVERY seconds (server.py): `unreported` says how
     many moves of this client came since the last one and were only counted."""
@@ -161,14 +151,12 @@ class ClientFloated:
     unreported: int = 0
 
 
-@dataclass(frozen=True)
-class ExitHeld:
+class ExitHeld(FrozenRecord):
     """Server side: the client said EXIT on the control channel; its session ends `seconds`
     later (Session.hold_exit), not at once, as OpenVPN 2.6's schedule_exit."""
     seconds: float
 
 
-@dataclass(frozen=True)
-class ConnectRequested:
+class ConnectRequested(FrozenRecord):
     """Server side, with ServerSettings.defer_connect: the client has its address and waits for a
     verdict given off the event loop (client-connect); answer with ServerDispatcher.connect_result."""
