@@ -26,8 +26,8 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from dataclasses import dataclass
 
+from ..frozen_record import FrozenRecord
 from ..openvpn.keymethod import remap_name
 from ..openvpn.peernames import to_bytes
 from ..openvpn.regular_file import AUTH_FILE, read_regular_file
@@ -44,8 +44,7 @@ REASON_MAX = 200            # characters of auth_failed_reason_file sent to the 
 _UNSAFE = re.compile(r"[^\x20-\x7e]")
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(FrozenRecord):
     """A check's outcome. `control`: deferred, the auth_control_file to watch (with its
     `reason_file`); `client_reason`: the text after AUTH_FAILED, (the command's own words);
     `why`: the log's reason for a refusal."""

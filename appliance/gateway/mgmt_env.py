@@ -16,8 +16,7 @@ Before helper mgmt42 the level was applied to finished lines in two places, IV_ 
 everywhere and hidden at 3: right for a CONNECT at level 2 only."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from ..frozen_record import FrozenRecord
 from ..openvpn.catoi import atoi
 from ..openvpn.peernames import from_peer, to_bytes
 
@@ -81,8 +80,7 @@ def env_lines(env: dict[str, str], prefix: str = "CLIENT") -> list[str]:
     return [env_line(prefix, f"{k}={v}") for k, v in env.items()] + [f">{prefix}:ENV,END"]
 
 
-@dataclass(frozen=True)
-class EnvBlock:
+class EnvBlock(FrozenRecord):
     """One notification with an environment: its first line(s), the variables in the order told,
     and for a login's blocks the client's peer-info (told unfiltered from level 1 on)."""
     head: tuple[str, ...]

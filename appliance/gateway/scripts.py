@@ -16,8 +16,8 @@ import subprocess
 import tempfile
 import threading
 from collections import deque
-from dataclasses import dataclass
 
+from ..frozen_record import FrozenRecord
 from ..openvpn.config import parse_ccd
 from ..openvpn.errors import ConfigError
 from ..openvpn.peernames import file_text
@@ -90,8 +90,7 @@ def run_limited(args: list[str], env: dict[str, str], time_limit: float, stdout=
 CONNECT_OUTPUT = "<client-connect output>"       # the options file's name in errors
 
 
-@dataclass(frozen=True)
-class ConnectOutput:
+class ConnectOutput(FrozenRecord):
     """What a client-connect command wrote into its options file, then the lines given to go
     after it (management client-auth's), parsed in the worker: up to 1 MiB of `push` lines took
     ~0.25 s to parse, on the loop before. `options` is parse_ccd's result (None when it failed:

@@ -17,7 +17,8 @@ that works with Debian's openvpn must get the same PAM conversation here, quirks
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ..frozen_record import FrozenRecord
+
 
 # The plugin's struct user_pass: char[128] each (127 bytes and the NUL); remote: INET6_ADDRSTRLEN.
 FIELD_MAX = 127
@@ -32,8 +33,7 @@ _DECODE_ERROR = 0xFFFFFFFF
 _TOKENS = (b"USERNAME", b"PASSWORD", b"COMMONNAME", b"OTP")
 
 
-@dataclass(frozen=True)
-class Creds:
+class Creds(FrozenRecord):
     """What the plugin's background process holds for one check (bytes, as C strings: no NUL)."""
     username: bytes
     password: bytes

@@ -13,11 +13,11 @@ Wire overhead, as OpenVPN 2.6 lays packets out (crypto.c, calculate_crypto_overh
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
+from ..frozen_record import FrozenRecord
 from .keymethod import escape_controls, peer_info_int, peer_info_var
 from .keys import digest_size
 
@@ -27,8 +27,7 @@ AEAD_IMPLICIT_IV_LEN = 8      # nonce = packet-id (4) ‖ 8 bytes from the sende
 CBC_BLOCK = 16
 
 
-@dataclass(frozen=True)
-class CipherSpec:
+class CipherSpec(FrozenRecord):
     """One data-channel cipher: what it is, its sizes, and how to build it."""
     name: str                    # OpenVPN's upper-case name, as in `data-ciphers`
     aead: bool

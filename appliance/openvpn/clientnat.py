@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
 
+from ..frozen_record import FrozenRecord
 from .ethernet import ip_offset
 
 MAX_ENTRIES = 64                 # OpenVPN 2.6's MAX_CLIENT_NAT
@@ -36,8 +36,7 @@ _SRC, _DST = 12, 16              # offsets of the IPv4 source and destination ad
 _TCP, _UDP = 6, 17
 
 
-@dataclass(frozen=True)
-class NatRule:
+class NatRule(FrozenRecord):
     kind: int                    # SNAT or DNAT
     network: int                 # the local view (NETWORK), as a 32-bit integer
     netmask: int

@@ -30,7 +30,8 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from dataclasses import dataclass
+
+from ..frozen_record import FrozenRecord
 
 MIN_BITS = 2048
 _LABELS = (b"DH PARAMETERS", b"X9.42 DH PARAMETERS", b"DSA PARAMETERS", b"EC PARAMETERS")
@@ -140,8 +141,7 @@ def _minimal(der: bytes, s: int, e: int) -> bool:
     return e - s < 2 or not ((der[s] == 0 and der[s + 1] < 0x80) or (der[s] == 0xFF and der[s + 1] >= 0x80))
 
 
-@dataclass(frozen=True)
-class DhParams:
+class DhParams(FrozenRecord):
     """What 2.6's start needs of a `dh` file: the prime's size, and the security OpenSSL 3 gives
     the group (BN_security_bits of the prime's size and the subgroup's: X9.42's q, else PKCS#3's
     privateValueLength), which SSL_CTX_set0_tmp_dh_pkey holds against its level ("dh key too

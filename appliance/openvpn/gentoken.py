@@ -29,7 +29,8 @@ import hashlib
 import hmac
 import secrets
 import struct
-from dataclasses import dataclass
+
+from ..frozen_record import FrozenRecord
 
 PREFIX = "SESS_ID_AT_"
 PEM_NAME = "OpenVPN auth-token server key"
@@ -76,8 +77,7 @@ def new_secret() -> bytes:
     return secrets.token_bytes(32)
 
 
-@dataclass(frozen=True)
-class TokenPolicy:
+class TokenPolicy(FrozenRecord):
     """`auth-gen-token [lifetime] [renewal]` with its key; `renewal` already defaulted to reneg-sec."""
     key: bytes
     lifetime: int = 0            # 0: no limit but the renewal window

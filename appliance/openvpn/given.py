@@ -28,14 +28,12 @@ ccd-exclusive and parse errors (clientpush.py ccd_refusal), duplicate-cn and max
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from ..frozen_record import FrozenRecord
 from . import ciphers
 from .tls import TLS_VERSIONS, tls_version_min
 
 
-@dataclass(frozen=True)
-class Given:
+class Given(FrozenRecord):
     ccd: object                             # the effective ccd file's CcdOptions (None: no file)
     push: tuple[str, ...]                   # the server's push lines
     addressing: tuple                       # `server`'s pushes before and after the ifconfig

@@ -16,8 +16,8 @@ cipher plus 16 bytes and never announced (not in data-ciphers).
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 
+from ..frozen_record import FrozenRecord
 from .keys import digest_size
 
 # What OpenSSL reports for the ciphers we run, as 2.6 reads them for the figure: key bits, IV
@@ -35,8 +35,7 @@ _BF_CBC_OVERHEAD = 8 + 8    # 2.6 counts BF-CBC as no cipher plus its block and 
 V1_COMPRESSION = ("lzo-stub", "stub", "lzo", "lz4")     # a framing byte on every packet (stub-v2, lz4-v2: none)
 
 
-@dataclass(frozen=True)
-class OccInputs:
+class OccInputs(FrozenRecord):
     """The settings 2.6's options string reads, from our parsed config (settings.occ_inputs)."""
     dev_type: str = "tun"
     tun_mtu: int = 1500

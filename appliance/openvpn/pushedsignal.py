@@ -10,13 +10,13 @@ with `explicit-exit-notify 2` and `RESTART` with `explicit-exit-notify 1` when i
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ..frozen_record import FrozenRecord
+
 
 MAX_SHOWN = 100             # of the server's text, in our log line
 
 
-@dataclass(frozen=True)
-class PushedSignal:
+class PushedSignal(FrozenRecord):
     halt: bool              # HALT: the client stops; RESTART: it reconnects
     text: str               # what followed the comma ("" if nothing did)
     next_remote: bool       # the [N] flag

@@ -24,8 +24,9 @@ import errno
 import os
 import re
 import stat
-from dataclasses import dataclass
 from typing import BinaryIO
+
+from ..frozen_record import FrozenRecord
 
 NOT_REGULAR = "not a regular file (a pipe or device would block or never end)"
 
@@ -33,8 +34,7 @@ KiB = 1024
 MiB = 1024 * KiB
 
 
-@dataclass(frozen=True)
-class FileKind:
+class FileKind(FrozenRecord):
     """A kind of file a config names, and the most bytes read of one."""
     what: str
     limit: int

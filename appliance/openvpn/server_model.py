@@ -9,13 +9,13 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
+from ..frozen_record import FrozenRecord
 from . import keyfiles
 from .addresspool import AddressPool, AddressPool6
 from .session import Session, SessionConfig
 
 
-@dataclass(frozen=True)
-class StreamKey:
+class StreamKey(FrozenRecord):
     """A TCP connection as the dispatcher's client address: a number that is never reused (a file
     descriptor number would be), and the client's IP for per-source limits."""
     conn: int

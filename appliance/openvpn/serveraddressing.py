@@ -11,14 +11,13 @@ and the scripts' environment (gateway/ops.py) all read it; dev tap is layer2.py'
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 
+from ..frozen_record import FrozenRecord
 from .addresspool import AddressPool, server_pool_range
 from .config import Options
 
 
-@dataclass(frozen=True)
-class Addressing:
+class Addressing(FrozenRecord):
     topology: str                              # subnet | net30 | p2p (2.6's default: net30)
     local: str | None                          # ifconfig's first: the server's TUN address
     second: str | None                         # ifconfig's second: the peer (net30, p2p) or netmask (subnet)

@@ -30,13 +30,13 @@ import functools
 import hashlib
 import ipaddress
 import re
-from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from OpenSSL._util import ffi as _ffi
 from OpenSSL._util import lib as _lib
 
+from ..frozen_record import FrozenRecord
 from . import dername
 
 NID_SHA1, NID_SHA256 = 64, 672
@@ -58,8 +58,7 @@ _NOT_NAME = re.compile(r"[^A-Za-z0-9_]")
 _DROPPED = re.compile(r"[\x00-\x1f\x7f]")
 
 
-@dataclass(frozen=True)
-class Track:
+class Track(FrozenRecord):
     """One x509-track line: the variable's name part as written, its NID, all depths or 0 only."""
     name: str
     nid: int

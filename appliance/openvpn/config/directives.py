@@ -18,9 +18,10 @@ Registering a name twice raises, so a directive cannot be both handled and a no-
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from ...frozen_record import FrozenRecord
 
 if TYPE_CHECKING:
     from .parser import ParseState
@@ -37,8 +38,7 @@ class Kind(str, Enum):
 USERS = ("session", "tls", "server", "client", "pump", "parser")
 
 
-@dataclass(frozen=True)
-class Directive:
+class Directive(FrozenRecord):
     name: str
     kind: Kind
     why: str                                  # APPLY: what it does; REFUSE/NOOP: the reason

@@ -19,8 +19,9 @@ before the first line is skipped (its 3 bytes count), as OpenVPN skips it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterator
+
+from ...frozen_record import FrozenRecord
 
 MAX_PARMS = 16
 OPTION_PARM_SIZE = 256
@@ -121,8 +122,7 @@ def tokenize(line: str, drop_extra: bool = False, limits: bool = True) -> list[s
     return out
 
 
-@dataclass(frozen=True)
-class Line:
+class Line(FrozenRecord):
     """One directive line, or one inline block (`inline` holds its text, tokens = [tag, "[inline]"])."""
     number: int
     tokens: list[str] | None      # None: the line could not be tokenized (see error)
