@@ -10,7 +10,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from appliance.certs import issue
 from appliance.gateway.auth import AuthChecker
-from appliance.gateway.server_files import pam_check, script_check
+from appliance.gateway.server_files import password_check
 from appliance.gateway.client import ClientGateway
 from appliance.gateway.server import ServerGateway
 from appliance.openvpn.config import parse_config
@@ -79,7 +79,7 @@ class World:
         opts = opts or parse_config(conf, path, ignore_scripts=ignore_scripts)
         # Tokens (auth-gen-token) carry wall-clock seconds: the fake clock's, from a fixed date.
         st = server_settings(opts, None, passdb, defer_auth=True, wall_clock=lambda: WALL0 + self.clock(),
-                             check_command=pam_check(opts, script_check(opts)))
+                             check_command=password_check(opts))
         self.server_net = FakeServerNet(self.net)
         self.server_ports = MemoryPorts(self.net, SERVER_IP)
         self.server_ports.also = tuple(also)

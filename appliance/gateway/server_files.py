@@ -16,7 +16,6 @@ from ..openvpn.settings import server_settings
 from ..openvpn.tls import TlsSettings
 from .authscript import ScriptCheck
 from .offloop import OffLoopWorkers
-from .pam_check import pam_check
 
 
 # A ccd file up to this size is read and parsed on the loop when its client connects (~4 ms at
@@ -228,8 +227,19 @@ def load_server_settings(opts: Options, tls: TlsSettings | None = None) -> Serve
     if opts.auth_user_pass_verify:
         passdb = from_peer(read_regular_file(opts.auth_user_pass_verify[0], PASSWORD_DB))   # Latin-1 names too
     ccd = ccd_loader(opts.client_config_dir) if opts.client_config_dir else None
-    return server_settings(opts, ccd, passdb, defer_auth=True, tls=tls,
-                           check_command=pam_check(opts, script_check(opts)))
+    return server_settings(opts, ccd, passdb, defer_auth=True, tls=tls, check_command=password_check(opts))
+
+
+def password_check(opts: Options):
+    """The check a client's password goes through besides a password file: the
+    auth-user-pass-verify command's, the auth-pam plugin's (both: BothChecks), or None. The PAM
+    modules (its helper's client, ctypes) are loaded only for a plugin line: a server's start
+    without one does not pay for them."""
+    check = script_check(opts)
+    if opts.auth_pam is None:
+        return check
+    from .pam_check import pam_check
+    return pam_check(opts, check)
 
 
 def script_check(opts: Options) -> ScriptCheck | None:

@@ -11,14 +11,16 @@ from the peer; they raise only for our own bugs (the pump counts those against t
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .clientnat import ClientNat
 from .dhcprouter import FRAGMENTED_REPLY, OVER_RATE, ReplyBudget, extract_router
 from .ethernet import ip_offset
 from .mss import clamp_mss
-from .server import ClientRecord, ServerDispatcher
 from .session import Session
+
+if TYPE_CHECKING:      # annotations only: a client's data path never loads the server's dispatcher
+    from .server import ClientRecord, ServerDispatcher
 
 # (cipher, data_v2) -> the MSS to clamp to, or None for no clamping (`mssfix 0`); built from the
 # config by settings.mss_rule, so OpenVPN's exact figure (CBC block rounding included) applies.

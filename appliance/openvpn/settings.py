@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from . import ciphers, gentoken, keyfiles, wrapping
 from .compression import COMP_F_ADVERTISE_STUBS_ONLY, COMP_F_ALLOW_STUB_ONLY, SEND_FRAMING, STUB_PEER_INFO
@@ -25,12 +25,15 @@ from .mss import INNER_HEADERS, encap_room
 from .occstring import TUN_MTU_DEFAULT, OccInputs
 from .passdb import PasswordDb
 from .layer2 import layer2_pool
-from .server import AddressPool, AddressPool6, ServerSettings
-from .serveraddressing import Addressing, server_addressing
+from .addresspool import AddressPool, AddressPool6
 from .session import Role, SessionConfig
 from .crl import background_reader, capath_warning
 from .crl import checker as crl_checker
 from .tls import DEFAULT_TLS_VERSION_MIN, TlsSettings, check_offer, context_for, key_exchange_groups
+
+if TYPE_CHECKING:
+    from .server import ServerSettings
+    from .serveraddressing import Addressing
 
 
 def protection(opts: Options) -> str:
@@ -312,6 +315,10 @@ def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = No
     `wall_clock`: the seconds since the epoch auth-gen-token's tokens carry (tests give their own).
     `check_command`: the check an auth-user-pass-verify command makes (the gateway runs it,
     deferred, with the client's environment: gateway/authscript.py; the engine runs no command)."""
+    # The dispatcher's modules are loaded here, not with this module: a client's start imports
+    # settings too and never runs a server (tests/unit/test_server_imports.py).
+    from .server import ServerSettings
+    from .serveraddressing import server_addressing
     if opts.role != "server":
         raise ConfigError("not a server configuration (needs `server` or `mode server` + `tls-server`)")
     push = list(opts.push)

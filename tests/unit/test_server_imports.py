@@ -31,6 +31,39 @@ def test_the_server_path_does_not_import_the_netlink_library():
     assert "lan: ['appliance.lan', 'appliance.lan.dhcp_codec']" in r.stdout, r.stdout
 
 
+CLIENT_CODE = """
+import sys
+import appliance.cli
+from appliance.gateway import client_gateway
+import appliance.gateway.client, appliance.gateway.tunnel, appliance.gateway.system, appliance.gateway.credentials
+print("server:", sorted(m for m in sys.modules if m in (
+    "appliance.openvpn.server", "appliance.openvpn.server_model", "appliance.openvpn.admission",
+    "appliance.openvpn.clientpush", "appliance.gateway.server", "appliance.gateway.server_files",
+    "appliance.gateway.management", "appliance.gateway.learn")))
+"""
+
+PAM_CODE = CODE + """
+print("pam:", sorted(m for m in sys.modules if "pam" in m or m == "ctypes"))
+"""
+
+
+def test_the_client_path_does_not_import_the_servers_dispatcher():
+    """A client's start (cli -> client_gateway) loads none of the server's modules: the dispatcher,
+    its client records and admission came with openvpn/settings.py and datapath.py's annotations,
+    ~10 ms of every client's start-up CPU (helper startup49)."""
+    r = subprocess.run([sys.executable, "-c", CLIENT_CODE], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "server: []" in r.stdout, r.stdout
+
+
+def test_the_server_path_loads_the_pam_modules_only_for_a_plugin_line():
+    """The PAM helper's client and rules (and ctypes) are loaded by server_files.load_server_settings
+    when the config has an auth-pam plugin line; a server without one never loads them."""
+    r = subprocess.run([sys.executable, "-c", PAM_CODE], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "pam: []" in r.stdout, r.stdout
+
+
 def test_setup_spec_for_subnet_net30_ipv6_and_routes():
     o = Options()
     o.tun_mtu = 1500
