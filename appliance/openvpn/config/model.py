@@ -8,7 +8,7 @@ behaves as OpenVPN would. Which directive sets which field is declared in the di
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 
 from ..ciphers import DEFAULT_DATA_CIPHERS
 from ..httpproxy import HttpProxy
@@ -134,7 +134,7 @@ class CcdOptions:
     skipped: list[tuple[int, str, str]] = field(default_factory=list, compare=False)
 
 
-@dataclass
+@dataclass(init=False)              # __init__ below
 class Options:
     path: str = "<string>"
     ignore_scripts: bool = False     # parsed with `run --no-scripts` ([vpn] ignore_scripts): a reload parses the same way
@@ -360,6 +360,26 @@ class Options:
     # bookkeeping: where each setting came from, and notes for `check`
     source: dict[str, tuple[str, int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+    def __init__(self, **given: object) -> None:
+        """Every field from `given` (by keyword: parser.py, dataclasses.replace, tests) or its default,
+        as the generated one did. Written, not generated: a dataclass compiles its __init__ at
+        import, and this one's ~200 parameters were ~5 ms of every process's start (helper startup49)."""
+        for name, default, factory in _OPTION_DEFAULTS:
+            if name in given:
+                setattr(self, name, given.pop(name))
+            elif factory is not None:
+                setattr(self, name, factory())
+            elif default is not MISSING:
+                setattr(self, name, default)
+            else:
+                raise TypeError(f"Options.__init__() missing required argument: {name!r}")
+        if given:
+            raise TypeError(f"Options.__init__() got an unexpected keyword argument {next(iter(given))!r}")
+
+
+_OPTION_DEFAULTS = tuple((f.name, f.default, None if f.default_factory is MISSING else f.default_factory)
+                         for f in fields(Options) if f.init)
 
 
 # Fields no directive sets directly: derived in finish() or bookkeeping.
