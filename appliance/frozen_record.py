@@ -31,7 +31,8 @@ class FrozenRecord:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        own = [n for n, t in cls.__dict__.get("__annotations__", {}).items() if not str(t).startswith("ClassVar")]
+        own = [n for n, t in cls.__dict__.get("__annotations__", {}).items()
+               if "ClassVar" not in str(t).split("[")[0]]      # "ClassVar[...]", typing.ClassVar[...]
         fields = cls._fields + tuple(n for n in own if n not in cls._fields)
         defaults = dict(cls._defaults)
         defaults.update({n: cls.__dict__[n] for n in own if n in cls.__dict__})

@@ -90,3 +90,13 @@ def test_the_engine_events_are_records_with_their_hidden_fields():
     assert a == events.AuthRequested(1, "user", "hunter2", "cn")
     assert "secretmeta" not in repr(events.V2VerifyRequested(1, b"secretmeta"))
     assert events.SessionClosed("x", True) != events.SessionClosed("x", False)
+
+
+def test_a_classvar_annotation_is_not_a_field():
+    from typing import ClassVar
+
+    class C(FrozenRecord):
+        x: int
+        limit: ClassVar[int] = 3
+
+    assert C._fields == ("x",) and C(1).limit == 3 and repr(C(1)).endswith(".C(x=1)")    # __qualname__, as a dataclass
