@@ -975,6 +975,8 @@ class ClientGateway(SignalWakes):
         """The session's first steps, once the link is there (UDP: at once; TCP: connected)."""
         if self.mgmt is not None:
             self.mgmt.state("WAIT")             # OpenVPN 2.6: as its first reset goes out
+        if not self.opts.allow_recursive_routing:
+            self._recursive_guard(c)            # now, not at the first TUN read after the push
         try:
             c.session.start(now)
             c.session.prime()            # TLS's first flight and our key-method message, before the reset goes out
@@ -1283,7 +1285,9 @@ class ClientGateway(SignalWakes):
             cnt.bytes_in += sum(map(len, pts))
             tun.queue_many(pts)
         try:
-            if s.end_batch(now):                # the flush receive() used to do (inside the try above)
+            # The batch that brings the tunnel up: its ACK is wrapped after the first data packet
+            # (_act_on_engine), not ahead of the tunnel's set-up.
+            if s.end_batch(now, hold_flush=_brings_up(s)):     # the flush receive() used to do
                 # ACKs the server waits for, before our reading
                 failed = self._send(c, s.take_outgoing(), defer_loss=True)
                 if self.conn is not c:
@@ -1370,15 +1374,23 @@ class ClientGateway(SignalWakes):
     def _not_to_the_peer(self, c: Connection, pkts: list) -> list:
         """The batch without packets to the peer's own address (gateway/recursive_routing.py):
         sealed, they would come back from the TUN in a loop while its host route is gone."""
+        g = self._recursive_guard(c)
+        return pkts if g is None else g.keep(pkts)
+
+    def _recursive_guard(self, c: Connection) -> RecursiveGuard | None:
+        """The recursive-routing drop for this connection's peer address, made once per address;
+        None when there is no address to compare (a p2p peer not known yet). _begin makes it
+        before the session's first packet: made at the first TUN read, it was ~40 us of
+        ipaddress parsing between PUSH_REPLY and our first data packet (README, firstpkt49)."""
         g = self._recursive
         if g is None or g.key != c.addr[0]:
             try:
                 g = RecursiveGuard(c.addr[0], self.opts.dev_type == "tap", self.clock,
                                    lambda at, fn: self.pump.timers.arm("recursive-say", at, fn))
             except (ValueError, IndexError, TypeError):
-                return pkts                 # no address to compare (a p2p peer not known yet)
+                return None
             self._recursive = g
-        return g.keep(pkts)
+        return g
 
     def _refuse_ipv6(self, tun, pkts: list) -> list:
         """block-ipv6: each IPv6 packet is answered into the TUN with "no route" and not sent.
@@ -1466,7 +1478,7 @@ class ClientGateway(SignalWakes):
         if not s.events:
             self._send(c, out)
         else:
-            if any(type(e) is ev.TunnelUp for e in s.events):
+            if _brings_up(s):
                 out, held = [], out
             else:
                 held = None
@@ -1488,8 +1500,10 @@ class ClientGateway(SignalWakes):
                 return
             if held is not None and self.conn is c:
                 # The tunnel just came up: what waited in the TUN meanwhile went out at once, as
-                # soon as the device was set (_tunnel_up), ahead of our ACK of the push.
-                self._send(c, held)
+                # soon as the device was set (_tunnel_up), ahead of our ACK of the push, which
+                # is wrapped only now (end_batch's hold_flush).
+                s.flush_held(self.clock())
+                self._send(c, held + s.take_outgoing())
         if self.conn is c:                  # a failed send may have ended it
             if self.mgmt is not None and not c.auth_said and s.peer_sid is not None:
                 c.auth_said = True
@@ -1875,6 +1889,11 @@ class ClientGateway(SignalWakes):
         self.faults.maybe_log(self.clock(), extra, final=final)
         if not final:
             self.pump.timers.arm("drops", self.clock() + DROP_LOG_EVERY, self._log_drops)
+
+
+def _brings_up(s: Session) -> bool:
+    """Whether the session's pending events bring the tunnel up (a TunnelUp among them)."""
+    return any(type(e) is ev.TunnelUp for e in s.events) if s.events else False
 
 
 def _proxy_kind(remote: Remote) -> str:

@@ -373,8 +373,13 @@ class Session(ControlChannel):
         for what one reply carrying the ACKs says (as OpenVPN piggy-backs them)."""
         self._batch = True
 
-    def end_batch(self, now: float) -> bool:
+    def end_batch(self, now: float, hold_flush: bool = False) -> bool:
         """The batch is read: wrap what is due (replies with the ACKs on them) in one go.
+
+        `hold_flush`: leave the wrapping to flush_held() (the client, on the batch that brought
+        its tunnel up: the ACK of PUSH_REPLY, which nothing waits for, is wrapped after the
+        first data packet went out, not before the tunnel is set up -- 20-45 us of HMAC and
+        AES there with tls-auth/tls-crypt; README, firstpkt49).
 
         Returns True when messages wait for `settle(now)`: send what take_outgoing() holds
         first. Why, for one moment only (client, first key, TLS done, until the server's
@@ -390,10 +395,16 @@ class Session(ControlChannel):
                 if self.closed:
                     break
                 self._guarded(self._advance, ks, now)
-        if self._unflushed:
+        if self._unflushed and not hold_flush:
             self._unflushed = False
             self._flush(now)
         return bool(self._deferred)
+
+    def flush_held(self, now: float) -> None:
+        """Wrap what end_batch(hold_flush=True) left unwrapped (nothing if nothing was left)."""
+        if self._unflushed and not self._batch:
+            self._unflushed = False
+            self._flush(now)
 
     def settle(self, now: float) -> None:
         """Read the messages end_batch left (their ACKs went out), then wrap the replies."""

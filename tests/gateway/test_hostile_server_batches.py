@@ -65,7 +65,7 @@ def test_a_failure_in_the_batch_flush_ends_the_session_and_the_client_starts_ove
     s = c.conn.session
     calls = []
 
-    def broken(now):
+    def broken(now, hold_flush=False):
         calls.append(now)
         raise RuntimeError("simulated bug in the flush")
     s.end_batch = broken

@@ -1,0 +1,92 @@
+"""What the client does between PUSH_REPLY and its first data packet (gateway/client.py; README,
+issue 11, firstpkt49): the ACK of the push is wrapped after the first data packet went out, not
+before the tunnel is set up, and still goes out in the same wake-up (the server does not send
+the push again); the recursive-routing drop is made before the session's first packet, not at the
+first TUN read after the push, and still drops. In memory, real pumps; our server's datagrams
+read one per wake-up, as OpenVPN 2.6's server's PUSH_REPLY arrives alone (lab.first_packet)."""
+from __future__ import annotations
+
+import pytest
+
+from appliance.gateway.client import ClientGateway
+from appliance.openvpn.config import parse_config
+from lab.fakes import FakeTunnelNetwork, MemoryPorts, MemoryWaiter
+from tests.gateway.conftest import SERVER_IP, World, client_conf, server_conf
+
+# A LAN packet (IPv4/UDP, 28 bytes) from the client's tunnel address to the server's.
+_WAITING = (bytes.fromhex("4500001c000040004011") + bytes(2) + bytes([198, 19, 0, 2, 198, 19, 0, 1])
+            + bytes.fromhex("d431d4310008") + bytes(2))
+
+
+def _client(pki, protection: str, extra: str = ""):
+    """A client whose link reads one datagram per wake-up; `log`: ("send", opcode) per datagram
+    sent, "wrap" per control packet wrapped, ("in", opcode) per datagram read."""
+    w = World()
+    w.add_server(server_conf(pki, protection=protection))
+    net, port = FakeTunnelNetwork(w.net), MemoryPorts(w.net, "198.18.0.2")
+    c = ClientGateway(parse_config(client_conf(pki, protection=protection, extra=extra), "/mem/client.ovpn"),
+                      port, net, w.clock, MemoryWaiter(w.net))
+    w.clients.append(c)
+    log: list = []
+    udp = port.udp
+
+    def watch_udp(*a, **k):
+        t = udp(*a, **k)
+        send, recv = t.send, t.recv_payloads
+
+        def record(datagram, addr=None):
+            log.append(("send", datagram[0] >> 3))
+            return send(datagram, addr)
+
+        def one(limit=64):
+            got = recv(1)
+            log.extend(("in", d[0] >> 3) for d in got)
+            return got
+        t.send = record
+        t.send_batch = lambda ds, addr=None: [record(d, addr) for d in ds] and None
+        t.recv_payloads = one
+        return t
+    port.udp = watch_udp
+    return w, c, net, log
+
+
+@pytest.mark.parametrize("protection", ["none", "tls-crypt"])
+def test_the_push_is_acked_after_the_first_data_packet_and_wrapped_only_then(pki, protection):
+    w, c, net, log = _client(pki, protection)
+    c.start()
+    wrapper = c.conn.session.wrapper
+    wrap = wrapper.wrap
+    wrapper.wrap = lambda *a, **k: (log.append("wrap"), wrap(*a, **k))[1]
+    net.tun.inject(_WAITING)
+    assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=30), "tunnel did not come up"
+    first = log.index(("send", 9))
+    push = max(i for i, e in enumerate(log[:first]) if e == ("in", 4))      # the datagram read before it
+    # Between reading the push and sending the packet that waited, nothing was wrapped or sent; the
+    # push's ACK is wrapped and sent right after, in that wake-up.
+    assert log[push + 1:first + 3] == [("send", 9), "wrap", ("send", 5)], log[push - 2:first + 4]
+    pushes = log.count(("in", 4))
+    w.run_for(8)                            # past the server's retransmission timeout (2 s, doubling)
+    assert log.count(("in", 4)) == pushes, "the server sent a control packet again: the ACK did not count"
+    assert c.conn.was_up and c.connections == 1
+
+
+def test_the_recursive_routing_drop_is_made_before_the_first_packet_and_still_drops(pki):
+    w, c, net, log = _client(pki, "tls-crypt")
+    c.start()
+    g = c._recursive                        # noqa: SLF001 - made before the first packet
+    assert log and log[0] == ("send", 7) and g is not None and g.key == SERVER_IP
+    assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=30), "tunnel did not come up"
+    sent = log.count(("send", 9))
+    # to the server's own (WAN) address: dropped, not sealed, as OpenVPN 2.6 drops it
+    to_server = bytearray(_WAITING)
+    to_server[16:20] = bytes(int(x) for x in SERVER_IP.split("."))
+    net.tun.inject(bytes(to_server))
+    w.run_for(1)
+    assert log.count(("send", 9)) == sent and g.dropped == 1 and c._recursive is g    # noqa: SLF001
+
+
+def test_allow_recursive_routing_makes_no_drop(pki):
+    w, c, net, log = _client(pki, "none", extra="allow-recursive-routing")
+    c.start()
+    assert c._recursive is None             # noqa: SLF001
+    assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=30), "tunnel did not come up"
