@@ -38,7 +38,7 @@ class KeyState:
     __slots__ = ("key_id", "phase", "reliable", "tls", "primed", "created", "active_since", "local_km",
                  "remote_km", "sent_km", "data", "retired_at", "wkc_resend", "sent_first_control",
                  "pending_send", "pending_auth", "expires_at", "ours", "hand_deadline", "auth_pending_at",
-                 "cr_responses", "refusal", "tls_broken")
+                 "cr_responses", "refusal", "tls_broken", "ekm_block")
 
     def __init__(self, key_id: int, now: float, tls_timeout: float, tcp: bool) -> None:
         self.key_id = key_id
@@ -71,6 +71,9 @@ class KeyState:
         # control channel of this key reads and writes nothing more; a renegotiation replaces
         # it (Session._contain_tls_failure). `tls` is kept for the peer's certificate.
         self.tls_broken = False
+        # Client, first key: the TLS-EKM key block, exported once both key-method messages are
+        # read (the push only says whether it is used); Session._key_block takes it.
+        self.ekm_block: bytes | None = None
 
     @property
     def negotiating(self) -> bool:
@@ -103,4 +106,5 @@ class KeyState:
         self.retired_at = since
         self.expires_at = None            # a successor took over: tran-window decides from now on
         self.tls = None
+        self.ekm_block = None
         self.local_km = self.remote_km = None

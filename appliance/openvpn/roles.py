@@ -24,6 +24,7 @@ from .errors import BadPacket, ClientRefused, PushDeferred, PushError, RemotePro
 from .gentoken import TokenPolicy, Verdict, is_token
 from .keymethod import (USER_PASS_TOO_LONG, KeyMethod2, PushRejected, build_push_reply, credential_as_sent,
                         iv_proto, parse_push_reply_untrusted)
+from .keys import EKM_LABEL, KEY_BLOCK_LEN
 from .keystate import KS, KeyState
 from .opcodes import (HARD_RESET_CLIENT_OPS, IV_PROTO_AUTH_PENDING_KW, IV_PROTO_CC_EXIT_NOTIFY, IV_PROTO_DATA_V2,
                       IV_PROTO_REQUEST_PUSH, IV_PROTO_TLS_KEY_EXPORT, OCC_EXIT, OCC_MAGIC, Op)
@@ -149,6 +150,15 @@ class ClientRole:
         if ks.key_id == 0 and not s.established:
             ks.phase = KS.PUSH
             s.next_push_request = now + PUSH_REQUEST_FIRST   # the server pushes unasked (see above)
+            if s.cfg.advertise_ekm and ks.tls is not None:
+                # The TLS-EKM key block now, while the server builds its push (it says only
+                # whether the block is used: OpenVPN 2.6 uses it when we offer it), not between
+                # PUSH_REPLY and the first data packet (~20-40 us there; README, firstpkt49).
+                # The same bytes: the export depends on the TLS session alone.
+                try:
+                    ks.ekm_block = ks.tls.export_keying_material(EKM_LABEL, KEY_BLOCK_LEN)
+                except Exception:  # noqa: BLE001 - not here: the push's export raises it as before
+                    ks.ekm_block = None
         else:
             # (a new TLS session after a failed renegotiation too: the push of the first one
             # stands; OpenVPN's server pushes again unasked to a client announcing

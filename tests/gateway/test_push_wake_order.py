@@ -90,3 +90,29 @@ def test_allow_recursive_routing_makes_no_drop(pki):
     c.start()
     assert c._recursive is None             # noqa: SLF001
     assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=30), "tunnel did not come up"
+
+
+@pytest.mark.parametrize("advertise_ekm", [True, False])
+def test_the_ekm_key_block_is_exported_before_the_push_once_and_keys_the_data(pki, monkeypatch, advertise_ekm):
+    """Offering TLS-EKM, the client exports the key block when the key-method messages are read
+    (the push only says whether it is used), once, and the data channel works with it: the same
+    bytes the server derives. Not offering it, nothing is exported (PRF keys)."""
+    from appliance.openvpn.tls import TlsEndpoint
+    from tests.gateway.test_tunnel import ping_both_ways
+    w = World()
+    w.add_server(server_conf(pki))
+    c = w.add_client(client_conf(pki), advertise_ekm=advertise_ekm)
+    calls: list = []
+    real = TlsEndpoint.export_keying_material
+
+    def export(self, label, length):
+        s = c.conn.session if c.conn is not None else None
+        if s is not None and s.keys.get(0) is not None and s.keys[0].tls is self:
+            calls.append(s.pushed is None or not s.pushed.complete)     # before the push is read
+        return real(self, label, length)
+    monkeypatch.setattr(TlsEndpoint, "export_keying_material", export)
+    assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=30), "tunnel did not come up"
+    s = c.conn.session
+    assert calls == ([True] if advertise_ekm else []), calls
+    assert s.ekm is advertise_ekm and s.keys[0].ekm_block is None        # taken, not kept
+    ping_both_ways(w, 0)
