@@ -1007,8 +1007,8 @@ class Session(ControlChannel):
 
     # ---- keys
     def _key_block(self, ks: KeyState) -> bytes:
+        block, ks.ekm_block = ks.ekm_block, None        # taken once, used or not (a PRF push)
         if self.ekm:
-            block, ks.ekm_block = ks.ekm_block, None
             return block if block is not None else ks.tls.export_keying_material(EKM_LABEL, KEY_BLOCK_LEN)
         c, s = (ks.local_km, ks.remote_km) if self.is_client else (ks.remote_km, ks.local_km)
         csid, ssid = (self.own_sid, self.peer_sid) if self.is_client else (self.peer_sid, self.own_sid)
