@@ -72,6 +72,13 @@ def test_mode_server_by_hand():
     ("dev tap\nserver-bridge 198.19.1.1 255.255.255.0 198.19.1.2 198.19.1.9\nifconfig-pool 198.19.1.2 198.19.1.3\n",
      14, "ifconfig-pool", "already defines the pool"),
     ("dev tap\nmode server\nifconfig-pool 198.19.1.2 198.19.1.3\n", 14, "ifconfig-pool", "needs its netmask"),
+    # fuzz49 (layer2-config): 2.6.14's helper.c refuses a `server` network wider than a /16 and a
+    # server-bridge pool of more than 65,536 addresses; ours built a pool of 16.7 million at start
+    # (107 s of CPU and gigabytes, for tun and tap alike).
+    ("dev tap\nserver 10.0.0.0 255.0.0.0\n", 13, "server", "too many host addresses"),
+    ("dev tun\nserver 198.18.0.0 255.254.0.0\n", 13, "server", "subnet must be 255.255.0.0 (/16) or higher"),
+    ("dev tap\nserver-bridge 10.0.0.1 255.0.0.0 10.0.0.2 10.255.255.254\n", 13, "server-bridge",
+     "at most 65536 addresses"),
 ])
 def test_refused_with_file_and_line(text, line, directive, why):
     errs = [e for e in errors(text) if e.directive == directive]
@@ -144,3 +151,12 @@ def test_a_ccd_vlan_pvid():
         with pytest.raises(ConfigError) as ei:
             parse_ccd(f"vlan-pvid {bad}\n", "/ccd/client1")
         assert str(ei.value).startswith("/ccd/client1:1: vlan-pvid: the VLAN id must be 1..4094")
+
+
+def test_the_widest_pools_2_6_takes_are_taken():
+    """The bounds of the refusals above, which 2.6.14 takes: a /16 `server`, 65,536 addresses."""
+    pool, _ = layer2_pool(parse("dev tap\nserver 10.0.0.0 255.255.0.0\n"), [])
+    assert pool.in_range("10.0.255.254") and not pool.in_range("10.1.0.0")
+    pool, _ = layer2_pool(parse("dev tap\nserver-bridge 10.0.0.1 255.0.0.0 10.0.0.2 10.1.0.1\n"), [])
+    assert pool.in_range("10.1.0.1") and not pool.in_range("10.1.0.2")
+    assert parse("dev tun\ntopology subnet\nserver 10.0.0.0 255.255.0.0\n").server == ("10.0.0.0", "255.255.0.0")

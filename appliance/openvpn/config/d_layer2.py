@@ -23,6 +23,7 @@ import ipaddress
 from .ccd import VLAN_MAX, VLAN_MIN
 from .directives import Registry
 from .parser import ParseState
+from .server_written_out import check_pool_range
 
 reg = Registry()
 
@@ -47,6 +48,8 @@ def _server_bridge(p: ParseState, d: str, a: list[str], inline: str | None) -> N
                 return
         if ipaddress.IPv4Address(start) > ipaddress.IPv4Address(end):
             p.err(d, f"the pool's start {start} is after its end {end}")
+            return
+        if not check_pool_range(p, d, start, end):     # at most 65,536 addresses, as 2.6.14 (helper.c)
             return
         value = (ip, mask, start, end)
     else:

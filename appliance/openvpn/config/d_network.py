@@ -16,7 +16,7 @@ from .ipv6 import prefix6
 from .model import REMOTE_HOST, Route, Route6
 from .model import Remote
 from .parser import ParseState, norm_proto, proto_case_hint
-from .server_written_out import check_pool_range
+from .server_written_out import POOL_MIN_PREFIX, check_pool_range
 
 reg = Registry()
 
@@ -60,6 +60,12 @@ def _server(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
         p.err(d, f"{a[2]} is not a recognized flag (nopool), as OpenVPN 2.6")
         return
     net, mask = p.ip(d, a[0]), p.mask(d, a[1])
+    if net and mask and ipaddress.IPv4Network(f"0.0.0.0/{mask}").prefixlen < POOL_MIN_PREFIX:
+        # As 2.6.14's helper.c (IFCONFIG_POOL_MIN_NETBITS), for tun and tap alike: a /8 here built a
+        # pool of 16.7 million addresses at start (107 s of CPU and gigabytes, measured).
+        p.err(d, f"the netmask {mask} allows for too many host addresses (subnet must be 255.255.0.0 "
+              f"(/{POOL_MIN_PREFIX}) or higher), as OpenVPN 2.6 refuses it")
+        return
     if net and mask:
         p.set("server", (net, mask))
         p.set("server_nopool", len(a) > 2)

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from .parser import ParseState
 
 POOL_MAX = 65536      # 2.6's IFCONFIG_POOL_MAX: at most this many addresses from start to end
+POOL_MIN_PREFIX = 16  # 2.6's IFCONFIG_POOL_MIN_NETBITS: `server NET MASK` no wider than a /16
 
 
 def check_pool_range(p: "ParseState", d: str, start: str, end: str) -> bool:
