@@ -274,6 +274,13 @@ def dictionaries() -> dict[str, list[str]]:
             "switch-vlan": ["\x81\x00\x00\x0a", "\x81\x00\x00\x14", "\x81\x00\x00\x00", "\x88\xa8", "\x91\x00",
                             "\x08\x00", "\x08\x06", "\x86\xdd", "\xff\xff\xff\xff\xff\xff",
                             "\x02\x00\x00\x00\x00"]}
+    # fuzz49: the management interface before its password: the step bytes are the script's own
+    from .mgmt_login_targets import dict_entries
+    words["mgmt-login"] = [w.decode("latin-1") for w in dict_entries()]
+    from .layer2_targets import dict_entries as layer2_words
+    words["layer2-config"] = layer2_words()
+    from .client_control_targets import dict_entries as client_control_words
+    words["client-control"] = [w.decode("latin-1") for w in client_control_words()]
     # fuzz34: TLS record headers (handshake, application data, an alert, ChangeCipherSpec, heartbeat)
     words["tls-endpoint"] = tls_words
     words["tls-session"] = tls_words + ["\xff\xfe"]
@@ -650,6 +657,19 @@ def generate(out: Path = SEEDS, only: set[str] | None = None) -> dict[str, tuple
     from .rtnl_targets import seeds as rtnl_seeds
     for data in rtnl_seeds():
         add("rtnl-reply", data)
+    # ---- fuzz49: the management interface before its password
+    from .mgmt_login_targets import seeds as mgmt_login_seeds
+    for data in mgmt_login_seeds().values():
+        add("mgmt-login", data)
+    from .crresponse_targets import seeds as cr_runs_seeds
+    for data in cr_runs_seeds():
+        add("cr-runs", data)
+    from .client_control_targets import seeds as client_control_seeds
+    for data in client_control_seeds():
+        add("client-control", data)
+    from .layer2_targets import seeds as layer2_seeds
+    for data in layer2_seeds():
+        add("layer2-config", data)
 
     return write_seeds(out, seeds, only)
 

@@ -1068,6 +1068,27 @@ _add(Target("rtnl-reply", lambda: _lazy("rtnl_targets", "make_rtnl_reply"), 4096
             "Rtnl's addrs / addr_flush / route_get / default_routes / route_add: only NetlinkError or the "
             "timeout escape, no read past the datagrams, every answer well-formed and of the link asked", 0.2))
 
+# fuzz49: the management interface before its password (TCP off loopback: the prompt, the login
+# throttle, over-long lines), and the modules no target took (crresponse.py, layer2.py).
+_add(Target("mgmt-login", lambda: _lazy("mgmt_login_targets", "make_mgmt_login"), 4096,
+            "scripts of management connections from 6 addresses (an IPv4 host also as ::ffff:, an IPv6 /64) "
+            "to a password-protected, throttled interface: lines, the password, over-long lines, EOF, slow "
+            "readers, time: authenticated only by the password, nothing but prompts before it, wrong "
+            "passwords within the throttle's per-source and global promise, no command run from an over-long "
+            "line, slots, buffers and warnings bounded", 0.4))
+_add(Target("cr-runs", lambda: _lazy("crresponse_targets", "make_cr_runs"), 512,
+            "client-crresponse's slots (crresponse.py) under the answers of 6 waiting logins and the ends of "
+            "their runs: at most the limit running, one per login, one waiting per login (the newest), none "
+            "started twice or after it was no longer wanted, oldest first, no answer waiting with room to run", 0.1))
+_add(Target("layer2-config", lambda: _lazy("layer2_targets", "make_layer2_config"), 1024,
+            "a dev tap server's server / server-bridge / ifconfig-pool / nopool / push lines: only ConfigError, "
+            "and for what the parser takes the pool (layer2.py) within 2.6's 65,536 addresses and its subnet, "
+            "never the device's own address, the pushes the config's plus the one route-gateway 2.6 adds", 0.2))
+_add(Target("client-control", lambda: _lazy("client_control_targets", "make_client_control"), 4096,
+            "a hostile server's control texts (PUSH_REPLY, AUTH_PENDING, INFO/INFO_PRE, RESTART, HALT, "
+            "AUTH_FAILED, EXIT), raw TLS plaintext, renegotiations, kills and time, to an established client "
+            "gateway (client.py): no internal error on either side, the client's log bounded per step", 0.4))
+
 
 def _make_selftest():
     """Only with FUZZ_SELFTEST=1: a target that raises on b"K..." and hangs on b"H...", to check
