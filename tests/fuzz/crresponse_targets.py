@@ -102,3 +102,106 @@ def seeds() -> list[bytes]:
         bytes((3,)) + off(0) + off(1) + off(2) + off(3) + off(4) + off(4) + off(5) + end(3) + end(2, 0xFF),
         bytes((2,)) + end(5) + off(5) + end(5) + off(5) + off(5) + end(5),
     ]
+
+
+# ------------------------------------------------------------------ cr-response
+CR_RESPONSES = 8            # the engine's promise per key (openvpn/roles.py), written out here
+CR_SEP = b"\xff\xfe"
+
+
+def make_cr_response():
+    """`cr-response`: CR_RESPONSE texts an authenticated client sends while its login waits for
+    the management client (management-client-auth), as raw control-channel plaintext (any bytes,
+    cut, without their NUL, several in one record), and time. An authenticated management
+    connection listens. Checks: no internal error in the server; every line the management
+    client reads is one line of printable text (no control byte, CR or LF inside: the client's
+    bytes cannot forge a notification or a command answer); each >CLIENT:CR_RESPONSE names the
+    waiting login's CID and KID; at most CR_RESPONSES of them per key over the world's life
+    (each carries the client's whole environment). The world is kept while its login waits."""
+    import logging
+
+    from appliance.gateway.management import Management, MgmtConn
+
+    from .control_targets import _queue
+    from .mgmt_world import _auth_world, _FakeSock
+    from .scratch import scratch_dir
+
+    logging.getLogger("vpn-appliance").setLevel(logging.ERROR)
+    d = scratch_dir("cr-response-fuzz-")
+    state: dict = {}
+
+    class _Out(_FakeSock):
+        def __init__(self) -> None:
+            super().__init__(b"")
+            self.out = bytearray()
+
+        def recv(self, n: int) -> bytes:
+            raise BlockingIOError
+
+        def send(self, b) -> int:  # noqa: ANN001
+            self.out += b
+            return len(b)
+
+    def world():
+        w = state.get("w")
+        if w is None or not w[1].ops.client_auth.by_ckid or state["n"] >= 300 or w[1].result is not None:
+            import os
+            import time
+
+            from appliance.gateway.loop import Pump, SelectorWaiter
+            m = Management((os.path.join(d, f"m{len(state)}.sock"), "unix", None),
+                           Pump(time.monotonic, SelectorWaiter()), None)
+            w = state["w"] = _auth_world(m, d)
+            m.ops = w[1].ops
+            sock = _Out()
+            conn = MgmtConn(sock, m, need_password=False)
+            m.conns.append(conn)
+            state.update(n=0, sock=sock, told={})
+        state["n"] += 1
+        return w
+
+    def one(data: bytes) -> None:
+        w, gw = world()
+        sock, told = state["sock"], state["told"]
+        cid, kid = next(iter(gw.ops.client_auth.by_ckid))
+        c = w.clients[0]
+        for step in data.split(CR_SEP)[:8]:
+            if c.conn is None:
+                break
+            if step[:1] == b"\x00":
+                w.run_for(step[1] / 8 if len(step) > 1 else 0.5)
+            else:
+                _queue(c.conn.session, step)
+                c.conn.session._flush(w.clock())   # (private: what send_control_text does after its text)
+                c._after_engine(c.conn)            # sent now, as the gateway sends what its session queued
+            w.run_for(0.1)
+            errs = gw.d.take_internal_errors()
+            assert not errs, f"the server's internal errors: {errs!r}"
+            n = gw.faults.counts.get("internal error", 0)
+            assert not n, f"{n} internal errors counted by the server's pump"
+        out = bytes(sock.out)
+        sock.out.clear()
+        assert out == b"" or out.endswith(b"\r\n"), out[-200:]
+        for line in out.split(b"\r\n")[:-1]:
+            assert all(0x20 <= b < 0x7F or b >= 0x80 for b in line), f"a control byte in {line[:200]!r}"
+            if line.startswith(b">CLIENT:CR_RESPONSE,"):
+                head = line.split(b",", 3)
+                assert len(head) == 4 and head[1] == str(cid).encode() and head[2] == str(kid).encode(), line[:200]
+                told[(cid, kid)] = told.get((cid, kid), 0) + 1
+                assert told[(cid, kid)] <= CR_RESPONSES, f"{told[(cid, kid)]} CR_RESPONSE notifications for one key"
+                assert all(0x20 <= b < 0x7F for b in head[3]), f"not printable ASCII: {head[3][:200]!r}"
+    return one
+
+
+def seeds_cr_response() -> list[bytes]:
+    return [CR_SEP.join(s) for s in (
+        [b"CR_RESPONSE,123456\x00"],
+        [b"CR_RESPONSE,\x00", b"CR_RESPONSE\x00"],
+        [b"CR_RESPONSE,a\r\n>CLIENT:CONNECT,0,0\x00"],
+        [b"CR_RESPONSE,\xff\xfe\x80\xc3\xa9 caf\xc3\xa9\x00"],
+        [b"CR_RESPONSE,one\x00CR_RESPONSE,two\x00CR_RESPONSE,three\x00"],
+        [b"CR_RESPONSE,cut"],
+        [b"CR_RESPONSE,x\x00"] * 6 + [b"\x00\x10"],
+        [b"CR_RESPONSE," + b"A" * 2000 + b"\x00"],
+        [b"PUSH_REQUEST\x00", b"CR_RESPONSE,after push request\x00"],
+    )]

@@ -661,6 +661,9 @@ def generate(out: Path = SEEDS, only: set[str] | None = None) -> dict[str, tuple
     from .mgmt_login_targets import seeds as mgmt_login_seeds
     for data in mgmt_login_seeds().values():
         add("mgmt-login", data)
+    from .crresponse_targets import seeds_cr_response
+    for data in seeds_cr_response():
+        add("cr-response", data)
     from .crresponse_targets import seeds as cr_runs_seeds
     for data in cr_runs_seeds():
         add("cr-runs", data)

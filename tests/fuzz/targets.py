@@ -1080,6 +1080,10 @@ _add(Target("cr-runs", lambda: _lazy("crresponse_targets", "make_cr_runs"), 512,
             "client-crresponse's slots (crresponse.py) under the answers of 6 waiting logins and the ends of "
             "their runs: at most the limit running, one per login, one waiting per login (the newest), none "
             "started twice or after it was no longer wanted, oldest first, no answer waiting with room to run", 0.1))
+_add(Target("cr-response", lambda: _lazy("crresponse_targets", "make_cr_response"), 4096,
+            "CR_RESPONSE texts (any bytes, cut, several a record) from a client whose login waits for the "
+            "management client: no internal error, what the management client reads is printable lines only, "
+            "each >CLIENT:CR_RESPONSE of the waiting CID/KID, at most 8 per key", 0.3))
 _add(Target("layer2-config", lambda: _lazy("layer2_targets", "make_layer2_config"), 1024,
             "a dev tap server's server / server-bridge / ifconfig-pool / nopool / push lines: only ConfigError, "
             "and for what the parser takes the pool (layer2.py) within 2.6's 65,536 addresses and its subnet, "
