@@ -2,6 +2,10 @@
 for a TAP device (pool, pushes, the device's address), and what it refuses, with file:line."""
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+
 import pytest
 
 from appliance.openvpn.config import parse_config
@@ -160,3 +164,32 @@ def test_the_widest_pools_2_6_takes_are_taken():
     pool, _ = layer2_pool(parse("dev tap\nserver-bridge 10.0.0.1 255.0.0.0 10.0.0.2 10.1.0.1\n"), [])
     assert pool.in_range("10.1.0.1") and not pool.in_range("10.1.0.2")
     assert parse("dev tun\ntopology subnet\nserver 10.0.0.0 255.255.0.0\n").server == ("10.0.0.0", "255.255.0.0")
+
+
+@pytest.mark.openvpn
+@pytest.mark.skipif(not (shutil.which("openvpn") or os.path.exists("/usr/sbin/openvpn")), reason="needs openvpn")
+@pytest.mark.parametrize("dev, args, refused", [
+    ("tun", ["--server", "10.0.0.0", "255.0.0.0"], "too many host addresses"),
+    ("tap", ["--server", "10.0.0.0", "255.254.0.0"], "too many host addresses"),
+    ("tap", ["--server-bridge", "10.0.0.1", "255.0.0.0", "10.0.0.2", "10.255.255.254"], "range is too large"),
+    ("tap", ["--server", "10.0.0.0", "255.255.0.0"], None),
+    ("tap", ["--server-bridge", "10.0.0.1", "255.0.0.0", "10.0.0.2", "10.1.0.1"], None),
+])
+def test_the_pool_bounds_are_debian_openvpns(tmp_path, dev, args, refused):
+    """Debian's 2.6.14 on the same lines: it refuses what we refuse (before reading any file), and
+    takes the bounds (then stops at the missing key files, which we do not give it)."""
+    exe = shutil.which("openvpn") or "/usr/sbin/openvpn"
+    p = subprocess.run([exe, "--dev", dev, *args, "--dh", "none", "--ca", str(tmp_path / "none"),
+                        "--cert", str(tmp_path / "none"), "--key", str(tmp_path / "none"), "--verb", "1"],
+                       capture_output=True, text=True, timeout=20)
+    errs = [x for x in (p.stdout + p.stderr).splitlines() if "Options error" in x]
+    assert p.returncode != 0 and errs, p.stdout + p.stderr
+    if refused:
+        assert refused in errs[0], errs
+        text = " ".join(args).replace("--", "") + "\n"
+        ours = [e for e in errors(f"dev {dev}\n{text}") if e.directive in ("server", "server-bridge")]
+        assert ours and ours[0].line == 13, ours
+    else:
+        assert all("fails with" in e or "Please correct" in e for e in errs), errs      # only the missing files
+        o = parse(f"dev {dev}\n" + " ".join(args).replace("--", "") + "\n")
+        assert layer2_pool(o, [])[0] is not None
