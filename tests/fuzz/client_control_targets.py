@@ -8,8 +8,8 @@ control-script reach the client's *Session*; what the gateway does with the even
 raises (restart, stop, the pushed network applied again, the pending-auth prompt, its timers)
 was reached by no input.
 
-A World (lab/gateway_world.py) with the server and one client gateway, the client's tunnel up,
-then the input's steps (split at SEP; first byte the step's kind, the rest its body), each
+A World (lab/gateway_world.py) with the server and one client gateway of one of PROFILES (the
+input's first byte), the client's tunnel up, then the input's steps (split at SEP; first byte the step's kind, the rest its body), each
 followed by fake time (0.2 s, or the body's first byte / 4 s for a pause). Checks after every
 step: nothing escapes the pumps, neither gateway counted an internal error, at most LOG_PER_STEP
 log lines (a server's words never flood the client's log), the client either runs or has stopped
@@ -25,6 +25,9 @@ TEXTS = (b"PUSH_REPLY,", b"AUTH_PENDING,timeout ", b"INFO,", b"INFO_PRE,", b"RES
          b"HALT,", b"AUTH_FAILED,", b"AUTH_FAILED,TEMP[backoff ", b"EXIT", b"INFO,WEB_AUTH::", b"INFO,OPEN_URL:",
          b"INFO,CR_TEXT:", b"INFO_PRE,CR_TEXT:E,R:", b"AUTH_FAILED,CRV1:R,E:", b"PUSH_REPLY,push-continuation 2,")
 LOG_PER_STEP = 40
+# The client's profile (the input's first byte): as it is, with tls-exit, with a management
+# interface on a unix socket (its state and event notifications: no management client connects).
+PROFILES = ("", "tls-exit\n", "management {dir}/client-{n}.sock unix\n")
 
 
 def make_client_control():
@@ -33,32 +36,42 @@ def make_client_control():
     from .contain_targets import _Lines, _pki
     from .control_targets import _queue
 
+    from .scratch import scratch_dir
+
     pki = _pki()
-    state: dict = {}
+    d = scratch_dir("client-control-")
+    worlds: dict[int, dict] = {}
     lines = _Lines()
     root = logging.getLogger()
 
-    def world():
+    def world(kind: int):
+        state = worlds.setdefault(kind, {"made": 0})
         w = state.get("w")
         if w is not None and state["n"] < 200 and state["c"].result is None and w.server.result is None:
             c, gw = state["c"], w.server
             if c.conn is not None and c.conn.session.established and gw.d.clients:
                 state["n"] += 1
                 return w, gw, c
+        if w is not None and state["c"].mgmt is not None:
+            state["c"]._close_mgmt()
+        state["made"] += 1
         w = World()
         gw = w.add_server(server_conf(pki))
-        c = w.add_client(client_conf(pki, "client0"))
+        extra = PROFILES[kind].format(dir=d, n=state["made"])
+        c = w.add_client(client_conf(pki, "client0", extra=extra))
         if not w.run(lambda: w.client_nets[0].pushed is not None and bool(gw.d.clients), max_time=30):
             raise RuntimeError("client-control world: the tunnel did not come up")
         state.update(w=w, c=c, n=0)
         return w, gw, c
 
     def one(data: bytes) -> None:
+        if not data:
+            return
         root.addHandler(lines)
         old = root.level
         root.setLevel(logging.INFO)
         try:
-            _script(data, *world())
+            _script(data[1:], *world(data[0] % len(PROFILES)))
         finally:
             root.removeHandler(lines)
             root.setLevel(old)
@@ -105,7 +118,7 @@ def make_client_control():
 
 def seeds() -> list[bytes]:
     t = lambda i, s=b"": bytes((0, i)) + s  # noqa: E731 - a text step: TEXTS[i] + s
-    return [SEP.join(s) for s in (
+    return [bytes((i % len(PROFILES),)) + SEP.join(s) for i, s in enumerate((
         [t(0, b"route 198.18.100.0 255.255.255.0,ping 10"), bytes((5, 8))],
         [t(1, b"60"), bytes((5, 20)), bytes((4,)) + b"WEB_AUTH::https://example.net/", bytes((5, 40))],
         [t(2, b"hello"), t(3, b"WEB_AUTH::https://x"), t(10, b"https://x"), t(11, b"https://y"), t(12, b"E,R:pin?")],
@@ -122,7 +135,9 @@ def seeds() -> list[bytes]:
         [bytes((6,)) + b"ifconfig 203.0.113.5 255.255.255.0,peer-id 7,cipher AES-256-GCM", bytes((5, 8))],
         [t(15, b"route 198.18.101.0 255.255.255.0"), t(0, b"route 198.18.102.0 255.255.255.0")],
         [bytes((7,)), bytes((5, 40))],
-    )]
+        [t(1, b"30"), bytes((5, 40))],
+        [t(4), bytes((5, 40))],
+    ))]
 
 
 def dict_entries() -> list[bytes]:

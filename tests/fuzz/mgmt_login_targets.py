@@ -362,6 +362,12 @@ def seeds() -> dict[str, bytes]:
         "cut-password": bytes([0, 0, 1, 0, 3]) + PASSWORD[:3] + bytes([1, 0, 7]) + PASSWORD[3:] + b"\r\n"
         + bytes([1, 0, 9]) + b"pid\nstate",
         "eof-mid-line": bytes([0, 0, 2, 0, 1, 0, 4]) + b"stat" + bytes([4, 0]),
+        # a line of 2,049 bytes: 2.6 reads nothing of it (its LF was the byte lost); 1,029 bytes
+        # ending in `pid`: 2.6 would run `pid` (mgmt_line.py)
+        "overlong-2049": bytes([0, 0, 2, 0]) + b"".join(bytes([1, 0, 255]) + b"y" * 255 for _ in range(8))
+        + bytes([1, 0, 10]) + b"y" * 9 + b"\n",
+        "overlong-1029-pid": bytes([0, 0, 2, 0]) + b"".join(bytes([1, 0, 255]) + b"y" * 255 for _ in range(4))
+        + bytes([1, 0, 9]) + b"yyyyy pid" + bytes([7, 0]) + b"\n",
         "global": b"".join(bytes([0, i % 6, 7, 0]) + b"a\n" + bytes([7, 0]) + b"b\n" + bytes([5, 0])
                            for i in range(24)),
     }
