@@ -115,8 +115,9 @@ def make_cr_response():
     cut, without their NUL, several in one record), and time. An authenticated management
     connection listens. Checks: no internal error in the server; every line the management
     client reads is one line of printable text (no control byte, CR or LF inside: the client's
-    bytes cannot forge a notification or a command answer); each >CLIENT:CR_RESPONSE names the
-    waiting login's CID and KID; at most CR_RESPONSES of them per key over the world's life
+    bytes cannot forge a notification or a command answer); each >CLIENT:CR_RESPONSE names a
+    login that waited during the input (a long pause may end one at its deadline and the
+    client's next login wait in its place); at most CR_RESPONSES of them per key over the world's life
     (each carries the client's whole environment). The world is kept while its login waits."""
     import logging
 
@@ -163,7 +164,9 @@ def make_cr_response():
     def one(data: bytes) -> None:
         w, gw = world()
         sock, told = state["sock"], state["told"]
-        cid, kid = next(iter(gw.ops.client_auth.by_ckid))
+        # The logins waiting at any time of the input (a long pause may end one at its deadline and
+        # the client's next login wait in its place: the notification then names that one).
+        waiting = set(gw.ops.client_auth.by_ckid)
         c = w.clients[0]
         for step in data.split(CR_SEP)[:8]:
             if c.conn is None:
@@ -179,6 +182,7 @@ def make_cr_response():
             assert not errs, f"the server's internal errors: {errs!r}"
             n = gw.faults.counts.get("internal error", 0)
             assert not n, f"{n} internal errors counted by the server's pump"
+            waiting |= set(gw.ops.client_auth.by_ckid)
         out = bytes(sock.out)
         sock.out.clear()
         assert out == b"" or out.endswith(b"\r\n"), out[-200:]
@@ -186,9 +190,11 @@ def make_cr_response():
             assert all(0x20 <= b < 0x7F or b >= 0x80 for b in line), f"a control byte in {line[:200]!r}"
             if line.startswith(b">CLIENT:CR_RESPONSE,"):
                 head = line.split(b",", 3)
-                assert len(head) == 4 and head[1] == str(cid).encode() and head[2] == str(kid).encode(), line[:200]
-                told[(cid, kid)] = told.get((cid, kid), 0) + 1
-                assert told[(cid, kid)] <= CR_RESPONSES, f"{told[(cid, kid)]} CR_RESPONSE notifications for one key"
+                assert len(head) == 4 and head[1].isdigit() and head[2].isdigit(), line[:200]
+                ck = (int(head[1]), int(head[2]))
+                assert ck in waiting, f"a CR_RESPONSE notification for {ck}, no login waiting ({sorted(waiting)})"
+                told[ck] = told.get(ck, 0) + 1
+                assert told[ck] <= CR_RESPONSES, f"{told[ck]} CR_RESPONSE notifications for one key"
                 assert all(0x20 <= b < 0x7F for b in head[3]), f"not printable ASCII: {head[3][:200]!r}"
     return one
 
