@@ -106,6 +106,8 @@ INSTRUMENTED = (
     "appliance.openvpn.config.connection_entry", "appliance.openvpn.mss", "appliance.openvpn.catoi",
     # fuzz48: the LAN DNS forwarder's sockets, the pushed network's routes and addresses, rtnetlink.
     "appliance.lan.dns_forwarder", "appliance.gateway.tunnel", "appliance.router.links", "appliance.tun.rtnl",
+    # fuzz49: client-control's profile with a management interface.
+    "appliance.gateway.client_mgmt", "appliance.gateway.client_status",
 )
 
 
