@@ -100,8 +100,6 @@ NO_EFFECT = frozenset({"ping-timer-rem", "comp-noadapt", "echo", "parameter", "s
 _REAL_COMPRESSION = ("lzo", "lz4", "lz4-v2")
 _SECONDS_MAX = 2**31 - 1
 
-NUL_LINE = ("a NUL byte in the line: OpenVPN 2.6 reads a line only up to it (`disable` followed by one is "
-            "`disable` there); the client is refused rather than the line read differently")
 IFCONFIG_ALIAS = ("the third argument (the address the client is told, behind NAT: OpenVPN's alias) is not "
                   "supported; the client is refused rather than pushed its server-side address")
 
@@ -172,12 +170,6 @@ def parse_ccd(text: str, path: str = "<ccd>") -> CcdOptions:
     for ln in lines(text):
         if ln.tokens is None:
             errors.append(ConfigError(ln.error or "cannot parse", path, ln.number, ln.first_word))
-            continue
-        if any("\0" in t for t in ln.tokens):
-            # 2.6 reads a line only up to a NUL byte (a C string): `disable<NUL>x` is `disable`
-            # there, an unknown directive here -- skipped, it would have let in a client 2.6
-            # shuts out. Refused rather than read either way (the line names it).
-            refuse(NUL_LINE, ln.number, for_display(ln.tokens[0].split("\0")[0]) or "(NUL)")
             continue
         d, a = ln.tokens[0], ln.tokens[1:]     # names exactly as spelled: 2.6 compares with streq
         if d == "setenv" and len(a) >= 2 and a[0] == "opt":

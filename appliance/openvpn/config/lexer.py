@@ -16,6 +16,16 @@ client-connect output (logged there, the line then read in pieces, each parsed a
 that file refuses its client, as any line of it we cannot read). Inline blocks are read in pieces of
 any length, so certificates and keys are subject to none of these limits. A UTF-8 byte-order mark
 before the first line is skipped (its 3 bytes count), as OpenVPN skips it.
+
+Blanks are C's isspace in the C locale 2.6 runs in (space, tab, CR, LF, VT, FF), nothing else:
+a U+00A0, U+2028 or \\x1c is part of a word there, never stripped (lines() once used str.strip,
+which took them for blanks). An inline block opens on a line whose ONE word (after a `--`) is
+`<tag>` -- `<ca> # comment` and `"<ca>"` do, `< ca>` does not -- and ends at the first line that
+starts (after blanks) with `</tag>`, as read_inline_file. Compared line by line with Debian's
+2.6.14 by tests/unit/test_config_lexing_vs_openvpn.py (helper lexdiff49), which also holds where
+ours refuses on purpose what 2.6 reads in a way that hides a fault: a NUL byte in a line (2.6
+reads up to it), a backslash before the line's end (2.6 keeps the newline in the word), text after
+an end tag on its line (2.6 drops it unread), and more than MAX_PARMS words (2.6 drops the rest).
 """
 from __future__ import annotations
 
@@ -115,9 +125,13 @@ def tokenize(line: str, drop_extra: bool = False, limits: bool = True) -> list[s
         if state == _SQUOTED:
             raise LexError("unterminated single quote", "unterminated-single")
         if state != _INITIAL:
-            # A backslash at the line's end, after a word: it escapes nothing (OpenVPN: "Residual
-            # parse state").
-            raise LexError("a backslash ends the line: it escapes nothing (OpenVPN refuses the line too)",
+            # A backslash at the line's end, after a word. 2.6 reads a file's line with its LF
+            # (fgets), so there it escapes the LF (or a CR before it) and the word ends in a
+            # newline: `push route\\` would send a newline inside a control message, a path or a
+            # name would be one no file or certificate has. Only a last line without LF is refused
+            # there ("Residual parse state"); here every such line is, naming why (lexdiff49).
+            raise LexError("a backslash ends the line: OpenVPN 2.6 reads it as escaping the line's end and "
+                           "keeps that newline in the word; refused (remove it, or write \\\\ for a backslash)",
                            "residual")
     return out
 
@@ -173,14 +187,68 @@ def _too_long(text: str) -> set[int]:
 
 
 def _start_word(raw: str) -> str:
-    """What a too-long line starts with, short enough to name it in an error."""
-    word = raw.split()[0].lstrip("-") if raw.split() else "(blank)"
+    """What an unusable line starts with, short enough to name it in an error: its first word as
+    2.6 splits it (C blanks only), up to a NUL byte, without a `--`."""
+    head = raw.split("\0")[0].translate(_TO_SPACE)
+    word = _strip_dashes(next((w for w in head.split(" ") if w), ""))
+    word = word or ("(NUL)" if "\0" in raw else "(blank)")
     return word if len(word) <= 32 else word[:32] + "..."
+
+
+_C_BLANKS = _SPACE + "\n"                  # C's isspace in the C locale, which 2.6 runs in
+_TO_SPACE = str.maketrans({c: " " for c in _C_BLANKS})
+NUL_LINE = ("a NUL byte in the line: OpenVPN 2.6 reads a line only up to it (`disable` followed by one is "
+            "`disable` there, and a longer line's rest becomes a line of its own); refused rather than read "
+            "differently")
+
+
+def blank_hint(word: str) -> str:
+    """A hint for an unknown directive holding a character that looks blank but is not one to
+    2.6 (U+00A0, U+2028, \\x1c ..., a byte-order mark past the file's start): the name shown
+    alone would read as a space or nothing."""
+    odd = sorted({c for c in word if (c.isspace() and c not in _C_BLANKS) or c == _BOM})
+    if not odd:
+        return ""
+    return (f" (it holds {', '.join(f'U+{ord(c):04X}' for c in odd)}: OpenVPN reads only space, tab, CR, "
+            "LF, VT and FF as blanks, and a byte-order mark only at the file's start)")
+
+
+def _strip_dashes(word: str) -> str:
+    """The directive without a leading `--`, as 2.6's bypass_doubledash: only from a word of 3
+    characters or more (a lone `--` stays `--`, an unknown directive)."""
+    return word[2:] if len(word) >= 3 and word.startswith("--") else word
+
+
+def _inline_tag(toks: list[str]) -> str | None:
+    """The tag of a line that opens an inline block, as 2.6's check_inline_file: the line's only
+    token (after the `--`), starting with `<` and ending with `>` -- so `<ca> # comment` and
+    `"<ca>"` open one, `< ca>` and `<ca x>` (two tokens) do not. A lone `</ca>` is left a
+    directive (unknown, at its line): 2.6 reads it as a block `/ca` that never ends."""
+    if len(toks) != 1:
+        return None
+    t = toks[0]
+    if len(t) >= 2 and t[0] == "<" and t[-1] == ">" and not t.startswith("</"):
+        return t[1:-1]
+    return None
+
+
+def _after_end_tag(rest: str) -> str | None:
+    """Why the text after an inline block's end tag on its line is refused, or None. 2.6 ends the
+    block at any line starting (after blanks) with `</tag>` and drops the rest of that line
+    unread: `</ca> verify-x509-name ...` would be a security directive silently ignored, so
+    anything but blanks or a comment there is refused."""
+    rest = rest.strip(_C_BLANKS)
+    if not rest or rest[0] in "#;":
+        return None
+    return ("text after the end tag on its line: OpenVPN 2.6 ignores it unread; put it on a line of its own "
+            "(or make it a comment)")
 
 
 def lines(text: str, limits: bool = True) -> Iterator[Line]:
     """Every directive line and inline block of `text`, in order, numbered from 1. `limits`
-    False: no line or word length limit (the command line's text: cmdline.py)."""
+    False: no line or word length limit (the command line's text: cmdline.py). Blanks are C's
+    (space, tab, CR, LF, VT, FF): a U+00A0, U+2028 or \\x1c is text, as in 2.6, not the blank
+    Python's str.strip() takes it for."""
     too_long = _too_long(text) if limits else set()
     if text.startswith(_BOM):
         text = text[len(_BOM):]
@@ -188,33 +256,49 @@ def lines(text: str, limits: bool = True) -> Iterator[Line]:
     i = 0
     while i < len(raw_lines):
         number = i + 1
-        raw = raw_lines[i].strip()
+        # Not stripped: tokenize reads blanks as 2.6 does, and an escaped blank at the end is
+        # part of the last word (`a\\<TAB>` is "a<TAB>").
+        raw = raw_lines[i]
+        start = raw.lstrip(_C_BLANKS)
         i += 1
         if number in too_long:
             yield Line(number, None, error=f"line is too long: OpenVPN 2.6 refuses a line of {OPTION_LINE_SIZE - 1} "
                        "bytes or more (inline blocks aside)", first_word=_start_word(raw))
             continue
-        if not raw or raw[0] in "#;":
-            continue
-        if raw.startswith("<") and raw.endswith(">") and not raw.startswith("</"):
-            tag = raw[1:-1].strip()
-            body = []
-            while i < len(raw_lines) and raw_lines[i].strip() != f"</{tag}>":
-                body.append(raw_lines[i])
-                i += 1
-            if i >= len(raw_lines):
-                yield Line(number, None, error=f"inline block <{tag}> is not closed", first_word=tag)
-                return
-            i += 1
-            yield Line(number, [tag, "[inline]"], "\n".join(body) + "\n")
+        if not start or start[0] in "#;":
             continue
         try:
             toks = tokenize(raw, limits=limits)
         except LexError as e:
-            yield Line(number, None, error=str(e), first_word=raw.split()[0].lstrip("-"))
+            yield Line(number, None, error=str(e), first_word=_start_word(raw))
             continue
         if not toks:
             continue
-        if toks[0].startswith("--"):
-            toks[0] = toks[0][2:]
-        yield Line(number, toks)
+        if any("\0" in t for t in toks):
+            yield Line(number, None, error=NUL_LINE, first_word=_strip_dashes(toks[0].split("\0")[0]) or "(NUL)")
+            continue
+        toks[0] = _strip_dashes(toks[0])
+        tag = _inline_tag(toks)
+        if tag is None:
+            yield Line(number, toks)
+            continue
+        close = f"</{tag}>"
+        body = []
+        while i < len(raw_lines) and not raw_lines[i].lstrip(_C_BLANKS).startswith(close):
+            body.append(raw_lines[i])
+            i += 1
+        if i >= len(raw_lines):
+            yield Line(number, None, error=f"inline block <{tag}> is not closed (no line starting {close})",
+                       first_word=tag)
+            return
+        end = raw_lines[i]
+        i += 1
+        bad = next((k for k, b in enumerate(body) if "\0" in b), None)
+        if bad is not None:
+            yield Line(number + 1 + bad, None, error="a NUL byte in an inline block: OpenVPN 2.6 reads its "
+                       "line only up to it; refused rather than read differently", first_word=tag)
+            continue
+        yield Line(number, [tag, "[inline]"], "\n".join(body) + "\n")
+        why = _after_end_tag(end.lstrip(_C_BLANKS)[len(close):])
+        if why is not None:
+            yield Line(i, None, error=why, first_word=tag)

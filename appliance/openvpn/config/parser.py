@@ -21,7 +21,7 @@ from ..errors import ConfigError, Loc
 from ..peernames import to_bytes
 from .directives import Directive, Kind, case_hint
 from .cmdline import SOURCE as COMMAND_LINE
-from .lexer import lines
+from .lexer import blank_hint, lines
 from .model import ConfigErrors, Options, Remote
 
 INLINE = "[inline]"
@@ -165,7 +165,8 @@ class ParseState:
             if d in self.ignore_unknown:
                 self.note(d, "unknown, ignored (ignore-unknown-option)")
             else:
-                self.err(d, "unknown or unsupported directive" + case_hint(d, self.table.__contains__))
+                self.err(d, "unknown or unsupported directive" + (case_hint(d, self.table.__contains__)
+                                                                  or blank_hint(d)))
             return
         if inline is not None and not entry.inline:
             self.err(d, "unknown inline block")
