@@ -295,10 +295,11 @@ def lines(text: str, limits: bool = True) -> Iterator[Line]:
         i += 1
         bad = next((k for k, b in enumerate(body) if "\0" in b), None)
         if bad is not None:
-            yield Line(number + 1 + bad, None, error="a NUL byte in an inline block: OpenVPN 2.6 reads its "
-                       "line only up to it; refused rather than read differently", first_word=tag)
+            # (at the block's line, as every error about a block: the line number says where)
+            yield Line(number, None, error=f"a NUL byte in the block's line {number + 1 + bad}: OpenVPN 2.6 reads "
+                       "that line only up to it; refused rather than read differently", first_word=tag)
             continue
         yield Line(number, [tag, "[inline]"], "\n".join(body) + "\n")
         why = _after_end_tag(end.lstrip(_C_BLANKS)[len(close):])
         if why is not None:
-            yield Line(i, None, error=why, first_word=tag)
+            yield Line(number, None, error=f"line {i}: {why}", first_word=tag)
