@@ -590,6 +590,12 @@ class FakeTunnelNetwork:
     def device_reopened(self) -> None:
         """Nothing waits here (tests/gateway/test_route_delay_tun.py's DelayNet records it)."""
 
+    router_on_link_now = True       # (tests/gateway/test_route_delay_dhcp.py: the ACK before the address)
+
+    def router_on_link(self, router: str) -> bool:
+        """Whether the tap holds an address on `router`'s network (TunnelNetwork's asks the kernel)."""
+        return self.router_on_link_now
+
     def reach(self, remote_ip: str) -> None:
         """No routes here: every remote is reachable."""
 

@@ -63,7 +63,7 @@ from .restart_pause import restart_pause
 from .status import vm_rss
 from .tlsverify import VerifyRunner, make_verify_runner
 from .client_scripts import DOWN_ROOT, ClientScriptPlan, ClientScripts
-from .route_delay import delay_of, usable_router
+from .route_delay import ROUTER_ON_LINK_POLL, ROUTER_WAIT, delay_of, usable_router
 from .updown import UpDown
 
 if TYPE_CHECKING:
@@ -178,6 +178,8 @@ class ClientGateway(SignalWakes):
         # The current link's handlers for the pump (_link_handlers): (link, read, write).
         self._handlers: tuple | None = None
         self.dhcp_router: str | None = None      # route-gateway dhcp: the last DHCPACK's router (a tap client)
+        # (connection, push, since): the routes wait for a DHCP router alone (no route-delay)
+        self._router_wait: tuple | None = None
         self._dhcp_router_said = float("-inf")
         self._takeover: TakeOver | None = None       # p2p tls-server: a new session beside the live one
         self._tcp_listener: tuple | None = None      # p2p tls-server over TCP: (listener, allowed) until a peer
@@ -1654,9 +1656,18 @@ class ClientGateway(SignalWakes):
             self._scripts_queued()
         if waiting:
             # route-delay (gateway/route_delay.py): the routes, >UPDOWN:UP and route-up then (with
-            # route-gateway dhcp via the router a DHCP ACK gave by that time).
-            self.pump.timers.arm("route-delay", self.clock() + delay_of(self.opts, pushed),
-                                 lambda: self._route_delay_over(c, pushed))
+            # route-gateway dhcp via the router a DHCP ACK gave by that time). Without route-delay
+            # (route_delay.waits_for_router_alone) a router ends the wait (_dhcp_router), one known
+            # already (a reconnect: the tap keeps its lease) at once, none at ROUTER_WAIT s.
+            wait: float = delay_of(self.opts, pushed)
+            self._router_wait = None
+            if getattr(self.net, "router_alone", False):
+                self._router_wait = (c, pushed, self.clock())
+                wait = ROUTER_WAIT
+                if usable_router(self.dhcp_router) is not None:
+                    wait = 0
+                    self.updown.route_setenv(route_vpn_gateway=self.dhcp_router)
+            self.pump.timers.arm("route-delay", self.clock() + wait, lambda: self._route_delay_over(c, pushed))
         if e.pushed is not None and e.pushed.inactive is not None:
             self._arm_inactive(e.pushed.inactive)   # the server's value replaces ours
         p = e.pushed
@@ -1721,6 +1732,10 @@ class ClientGateway(SignalWakes):
         if router == self.dhcp_router:
             return
         self.dhcp_router = router
+        if self._router_wait is not None and usable_router(router) is not None \
+                and self.pump.timers.armed("route-delay"):
+            c, pushed, _since = self._router_wait      # the routes waited for this router alone: in now
+            self.pump.timers.arm("route-delay", self.clock(), lambda: self._route_delay_over(c, pushed))
         self.updown.route_setenv(route_vpn_gateway=router)     # 2.6's route_list_add_vpn_gateway
         now = self.clock()
         if now - self._dhcp_router_said >= DHCP_ROUTER_LOG_EVERY:
@@ -1735,6 +1750,15 @@ class ClientGateway(SignalWakes):
         to `user` follows it), and _announce_up's CONNECTED once route-up has run."""
         if self.conn is not c:
             return
+        alone, self._router_wait = self._router_wait, None
+        if alone is not None and (r := usable_router(self.dhcp_router)) is not None \
+                and self.clock() < alone[2] + ROUTER_WAIT and not self.net.router_on_link(r):
+            # The ACK's router came before the DHCP client on the tap took the ACK's address:
+            # routes via it wait for that too (ROUTER_ON_LINK_POLL), within the same deadline.
+            self._router_wait = alone
+            self.pump.timers.arm("route-delay", min(self.clock() + ROUTER_ON_LINK_POLL, alone[2] + ROUTER_WAIT),
+                                 lambda: self._route_delay_over(c, pushed))
+            return
         try:
             router = usable_router(self.dhcp_router)
             if router is None and self.dhcp_router is not None:
@@ -1745,7 +1769,11 @@ class ClientGateway(SignalWakes):
             log.error("cannot add the routes route-delay held back: %s", ex)
             self._schedule_retry()
             return
-        log.info("route-delay %d s over: routes in", delay_of(self.opts, pushed))
+        if alone is not None:
+            log.info("route-gateway dhcp: routes in via the DHCP router %s, %.1f s after tunnel-up", router,
+                     self.clock() - alone[2])
+        else:
+            log.info("route-delay %d s over: routes in", delay_of(self.opts, pushed))
         if redirected is not None:
             self.updown.route_setenv(redirect_gateway="1" if redirected else "0")
         if self.mgmt is not None:

@@ -27,8 +27,14 @@ side's DHCP ACK gave by then (route_vpn_gateway in route-up's environment, redir
 or is not done ("VPN gateway parameter ... is missing") when none came yet. Without route-delay
 do_route runs at once, and nothing can use the router. Ours differs where 2.6 runs on without a
 redirect the user asked for (tapredir48): no ACK by the delay's end ends the connection (restart
-pause), and route-gateway dhcp without route-delay fails the push naming route-delay
-(tunnel.py _redirect_without_gateway).
+pause, tunnel.py _redirect_without_gateway). Without route-delay, a redirect with route-gateway
+dhcp waits for the router as if route-delay were given (waits_for_router_alone, tapredir49):
+2.6's own wait for a device that is not ready yet (forward.c check_add_routes: test_routes
+polled each second, the routes added anyway at route-delay's window, 30 s by default) is what
+it follows, "ready" being a DHCP ACK's router -- the routes go in as soon as one came, and with
+none by the window's end the connection ends as at route-delay's end. While the routes wait for
+a router, the redirect's halves refuse traffic (unreachable routes, router/routes.py
+hold_halves) so nothing the user asked into the tunnel leaves outside it meanwhile.
 
 Why a module of its own: the client (its timer and route-up) and the tunnel's routes (which wait)
 take the same decision; it is made here once.
@@ -60,6 +66,28 @@ def routes_wait_for_dhcp(opts, pushed) -> bool:
     if delay_in_effect(opts, pushed) is None or opts.dev_type != "tap":
         return False
     return "dhcp" in (opts.route_gateway, getattr(pushed, "route_gateway", None))
+
+
+ROUTER_WAIT = ROUTE_DELAY_WINDOW       # s: route-gateway dhcp's wait for a router without route-delay
+ROUTER_ON_LINK_POLL = 0.1               # s: how often that wait looks for the tap's address on the router's network
+
+
+def dhcp_gateway_only(opts, pushed) -> bool:
+    """Whether `route-gateway dhcp` is the only route-gateway in effect (the pushed one or the
+    profile's; an address beside it is used instead, tunnel.py _gateway4)."""
+    gws = [g for g in (getattr(pushed, "route_gateway", None), opts.route_gateway) if g is not None]
+    return bool(gws) and all(g == "dhcp" for g in gws)
+
+
+def waits_for_router_alone(opts, pushed, redirect4: bool) -> bool:
+    """Whether this tunnel's routes and route-up wait for a DHCP router without route-delay: a
+    tap client whose only route-gateway is `dhcp` and whose routes redirect the IPv4 default
+    route (`redirect4`). Such a bridged profile worked with OpenVPN 2.6 -- unredirected, all
+    traffic outside the tunnel ("VPN gateway parameter ... is missing") --, so a config written
+    for it must work unchanged here, and redirected: the routes wait for the router of the DHCP
+    ACK on the tap, at most ROUTER_WAIT s (2.6's default route-delay window)."""
+    return (redirect4 and opts.role != "server" and opts.dev_type == "tap" and not opts.route_noexec
+            and delay_in_effect(opts, pushed) is None and dhcp_gateway_only(opts, pushed))
 
 
 def delay_of(opts, pushed=None) -> int:

@@ -28,7 +28,7 @@ from ..router.routes import RouteSet
 from ..tun.device import TunDevice
 from ..tun.rtnl import DumpInterrupted, NetlinkError, Rtnl, link_index
 from .eventlog import some_of
-from .route_delay import delay_in_effect, routes_wait_for_dhcp
+from .route_delay import ROUTER_WAIT, delay_in_effect, routes_wait_for_dhcp, waits_for_router_alone
 from .server_net import mask_to_prefix, route_refusal
 
 log = logging.getLogger("vpn-appliance")
@@ -309,11 +309,12 @@ class TunnelNetwork(_TunAndRoutes):
         if self.tun is None or self.routes is None or self.opts.route_noexec:     # route-noexec: the user routes
             return
         try:
-            # block-ipv6 on a TUN without IPv6 left ::/1 and 8000::/1 unreachable (kernel lookups of
-            # an IPv6 server fail outright): such a server goes the pre-tunnel IPv6 default way.
-            refused = ":" in remote_ip and self.routes.refuses_ipv6()
+            # block-ipv6 on a TUN without IPv6 left ::/1 and 8000::/1 unreachable, or a redirect
+            # waiting for its DHCP router holds its halves so (kernel lookups of the server fail
+            # outright): such a server goes the pre-tunnel default way.
+            refused = self.routes.refuses(":" in remote_ip)
             if refused or RouteSet.goes_via(remote_ip, self.tun.name):
-                path = (RouteSet.net_gateway(True, not_dev=self.tun.name) if refused
+                path = (RouteSet.net_gateway(":" in remote_ip, not_dev=self.tun.name) if refused
                         else RouteSet.path_to(remote_ip, not_dev=self.tun.name))
                 if path is None:
                     log.warning("no pre-tunnel route to %s: its packets go into the tunnel", remote_ip)
@@ -437,6 +438,8 @@ class TunnelNetwork(_TunAndRoutes):
         self.routes = RouteSet(self._nl)
         if routes_wait_for_dhcp(self.opts, pushed):
             self._wait_for_router(pushed, remote_ip, has6, server_path)
+        elif waits_for_router_alone(self.opts, pushed, self._redirect4(pushed)):
+            self._wait_for_router(pushed, remote_ip, has6, server_path, alone=True)
         elif delay_in_effect(self.opts, pushed) is not None:
             self._wait_for_delay(pushed, remote_ip, has6, "routes", server_path)
         elif self.opts.route_noexec:
@@ -498,6 +501,9 @@ class TunnelNetwork(_TunAndRoutes):
     # going in now (_wait_for_router said which of them cannot: not said again).
     routes_waiting: tuple | None = None
     _delayed = False
+    # The routes waiting for a DHCP router without route-delay (route_delay.waits_for_router_alone):
+    # the client's deadline is ROUTER_WAIT, and a router ends the wait at once.
+    router_alone = False
 
     def _wait_for_delay(self, pushed, remote_ip: str, has6: bool, kind: str, server_path=None) -> None:
         """route-delay: no route now; the client calls add_waiting_routes once the delay is over.
@@ -513,11 +519,35 @@ class TunnelNetwork(_TunAndRoutes):
             log.info("route-delay %d: the routes, >UPDOWN:UP and route-up wait (as OpenVPN 2.6)",
                      delay_in_effect(self.opts, pushed)[0])
 
-    def _wait_for_router(self, pushed, remote_ip: str, has6: bool, server_path=None) -> None:
-        """route-delay with route-gateway dhcp: no route now (but the server's host route, as
-        _wait_for_delay); the client calls add_waiting_routes once the delay is over. Said as 2.6
-        says it at this point: the routes that can never have a gateway (none of their own, or
-        vpn_gateway) are dropped now, before any reply came."""
+    def _wait_for_router(self, pushed, remote_ip: str, has6: bool, server_path=None, alone: bool = False) -> None:
+        """route-delay with route-gateway dhcp (or, `alone`, a redirect with route-gateway dhcp
+        and no route-delay: route_delay.waits_for_router_alone): no route now (but the server's
+        host route, as _wait_for_delay); the client calls add_waiting_routes once the delay is
+        over (`alone`: once a DHCP router came, at most ROUTER_WAIT s). Said as 2.6 says it at
+        this point: the routes that can never have a gateway (none of their own, or vpn_gateway)
+        are dropped now, before any reply came. The redirect's halves are held unreachable
+        meanwhile (RouteSet.hold_halves): 2.6 lets that traffic out the host's own default route
+        until its routes go in, which the user's redirect asked it not to."""
+        self.router_alone = alone
+        redirect4 = self._redirect4(pushed)
+        redirect6 = redirect_defaults(self.opts, pushed)[1] or self.block_ipv6
+        if (redirect4 or redirect6) and not self.opts.route_noexec:
+            if self.routes is None:
+                self.routes = RouteSet(self._nl)
+            if server_path is None and self._server_needs_host_route(pushed, remote_ip):
+                server_path = RouteSet.path_to(remote_ip, not_dev=self.tun.name)
+            if server_path is not None:
+                self.routes.keep_path_to(remote_ip, server_path)      # before the holds: the tunnel's own way
+            for v6 in (False, True):
+                if not (redirect6 if v6 else redirect4):
+                    continue
+                try:
+                    self.routes.hold_halves(v6)
+                except NetlinkError as e:
+                    if v6 and not os.path.isdir("/proc/sys/net/ipv6"):
+                        continue                # a host without IPv6: nothing to hold
+                    raise _redirect_refused(f"{'IPv6 redirect' if v6 else 'redirect-gateway def1'} held "
+                                            "until the DHCP router", self.tun.name, None, e) from e
         self._wait_for_delay(pushed, remote_ip, has6, "dhcp", server_path)
         gateless = [f"{n} {m}" for n, m, g, _x in [*pushed.routes, *self.opts.route]
                     if g is None or not _is_v4(g) and g != "net_gateway"]
@@ -526,8 +556,16 @@ class TunnelNetwork(_TunAndRoutes):
                         "gateway comes from a DHCP reply after the route list is made, as OpenVPN 2.6 drops "
                         "them (\"needs a gateway parameter\")", len(gateless), ", ".join(gateless[:3]),
                         ", ..." if len(gateless) > 3 else "")
-        log.info("route-delay %d: routes and route-up wait (route-gateway dhcp: redirect-gateway via the router "
-                 "a DHCP ACK gives by then)", delay_in_effect(self.opts, pushed)[0])
+        held = " (the redirect's traffic refused as unreachable meanwhile, never sent outside the tunnel)" \
+            if self.routes is not None and self.routes.holding() else ""
+        if alone:
+            log.warning("route-gateway dhcp with redirect-gateway and no route-delay: the routes, >UPDOWN:UP and "
+                        "route-up wait for the router of a DHCP ACK on %s, at most %d s (route-delay's default "
+                        "window), as route-delay would%s; OpenVPN 2.6 would come up unredirected, all traffic "
+                        "outside the tunnel", self.tun.name, ROUTER_WAIT, held)
+        else:
+            log.info("route-delay %d: routes and route-up wait (route-gateway dhcp: redirect-gateway via the router "
+                     "a DHCP ACK gives by then)%s", delay_in_effect(self.opts, pushed)[0], held)
 
     def add_waiting_routes(self, router: str | None) -> bool | None:
         """route-delay is over: the routes that waited, as they would have gone in at tunnel-up;
@@ -563,7 +601,15 @@ class TunnelNetwork(_TunAndRoutes):
             except (NetlinkError, OSError, ValueError) as e:
                 # As 2.6's delayed do_route: a route the host refuses is logged, the tunnel stays.
                 log.warning("route-delay: routes not all installed (%s)", e)
+                self.routes.release_holds()     # (the redirect's halves went in first)
                 return False
+            except RuntimeError:
+                # The redirect failed (no router): the connection ends with its holds kept until
+                # the next push replaces them (no leak meanwhile); that push, the same or not, is
+                # applied in full, so its routes wait again.
+                self.applied = None
+                raise
+            self.routes.release_holds()         # the real halves are in (or none was asked)
             if kind == "routes":
                 self._kept_redirect = did_redirect(self.opts, pushed)
             else:
@@ -572,6 +618,17 @@ class TunnelNetwork(_TunAndRoutes):
         finally:
             self._delayed = False
             self._record_routes()
+
+    def router_on_link(self, router: str) -> bool:
+        """Whether the tap has an address on `router`'s network yet. Why: the DHCP router is read
+        from the ACK on its way to the tap, before the DHCP client there has taken the address
+        the ACK gives, so a route via it made at once is refused (ENETUNREACH); without
+        route-delay's fixed wait the client waits for this too (True when it cannot tell: the
+        routes' own add then says)."""
+        try:
+            return (self.routes or RouteSet(self._nl)).on_link(router, self._tun_index())
+        except (NetlinkError, OSError, RuntimeError, ValueError):
+            return True
 
     def _redirect4(self, pushed) -> bool:
         """Whether this push's routes redirect the IPv4 default route (redirect-gateway without
@@ -599,6 +656,7 @@ class TunnelNetwork(_TunAndRoutes):
         self._same_as_before = None
         self.applied = None
         self.routes_waiting = None
+        self.router_alone = False
         return False
 
     def _apply_bare_tap(self, pushed, remote_ip: str = "") -> None:
@@ -626,11 +684,12 @@ class TunnelNetwork(_TunAndRoutes):
         log.info("tap %s: up without an address (the server pushed no ifconfig; an up script or DHCP gives "
                  "it one), mtu %d", self.tun.name, mtu)
         skipped = len(pushed.routes) + len(pushed.routes_ipv6) + (pushed.redirect_gateway is not None)
-        dhcp = routes_wait_for_dhcp(self.opts, pushed)
+        alone = waits_for_router_alone(self.opts, pushed, self._redirect4(pushed))
+        dhcp = routes_wait_for_dhcp(self.opts, pushed) or alone
         if not dhcp and not self.opts.route_noexec and self._redirect4(pushed):
             raise self._redirect_without_gateway(pushed, False, bare=True)
         if dhcp:
-            self._wait_for_router(pushed, remote_ip, False)
+            self._wait_for_router(pushed, remote_ip, False, alone=alone)
         elif delay_in_effect(self.opts, pushed) is not None:
             self._wait_for_delay(pushed, remote_ip, False, "none")      # no route; >UPDOWN:UP and route-up wait
         if not dhcp and (skipped or pushed.ifconfig_ipv6 is not None):
@@ -775,6 +834,17 @@ class TunnelNetwork(_TunAndRoutes):
                 raise _redirect_refused("redirect-gateway def1", tun, rgw4, e) from e
             log.info("redirect-gateway def1 via %s%s (server %s kept on the old default route)", tun,
                      f" gateway {rgw4}" if rgw4 else "", remote_ip)
+        if redirect6 and not has6 and not self.block_ipv6:
+            # `redirect-gateway ipv6` (or a profile's) with no ifconfig-ipv6: the tunnel carries
+            # no IPv6, and the user asked for IPv6 inside it, not outside. 2.6.14 adds its IPv6
+            # redirect routes out of the device all the same ("WARNING: ... no IPv6 has been
+            # configured for tun0, therefore the route installation may fail"), so IPv6 goes
+            # into a tunnel that cannot carry it; ours routes it there too and answers it as
+            # block-ipv6 does (unreachable, never sent), or, on a device that takes no IPv6,
+            # has the host refuse it -- enforced, never left outside (tapredir49).
+            self.block_ipv6 = True
+            log.warning("redirect-gateway ipv6 without ifconfig-ipv6: the tunnel carries no IPv6, so IPv6 is "
+                        "routed into %s and refused there (as block-ipv6), never sent outside the tunnel", tun)
         if redirect6:
             if has6 or self.block_ipv6:
                 try:
@@ -786,8 +856,6 @@ class TunnelNetwork(_TunAndRoutes):
                 else:
                     log.info("IPv6 redirected: ::/1 and 8000::/1 via %s%s", tun,
                              " (block-ipv6: answered as unreachable, never sent)" if self.block_ipv6 else "")
-            else:
-                log.warning("redirect-gateway ipv6 pushed without ifconfig-ipv6: IPv6 is not redirected")
         for net, mask, gw, metric in pushed.routes:
             try:
                 self._route4(_pushed_network(net, remote_ip), mask, gw, metric, ng4, gw4)
@@ -823,6 +891,10 @@ class TunnelNetwork(_TunAndRoutes):
         protected -- as a redirect the kernel refuses (_redirect_refused, review48b; tapredir48)."""
         what = f"redirect-gateway via {self.tun.name}"
         tail = "; the tunnel is not brought up without it, traffic would leave outside it"
+        if delay_over and self.router_alone:
+            return RuntimeError(f"{what}: no DHCP ACK gave a router within {ROUTER_WAIT} s (route-gateway dhcp "
+                                "without route-delay: the routes wait for one at most route-delay's default "
+                                f"window){tail}")
         if delay_over:
             return RuntimeError(f"{what}: no DHCP ACK gave a router within route-delay "
                                 f"{delay_in_effect(self.opts, pushed)[0]} s (route-gateway dhcp){tail}")

@@ -15,6 +15,10 @@ log = logging.getLogger("vpn-appliance")
 Path = tuple[str | None, int]          # (gateway or None for on-link, output interface index)
 
 
+# The metric of hold_halves' unreachable routes: above any a redirect or a user's route uses.
+HOLD_METRIC = 0x7FFFFFF0
+
+
 class RouteSet:
     def __init__(self, nl: Rtnl | None = None) -> None:
         self.added: list[dict] = []
@@ -83,9 +87,42 @@ class RouteSet:
         self.add("::", 1, unreachable=True)
         self.add("8000::", 1, unreachable=True)
 
-    def refuses_ipv6(self) -> bool:
-        """Whether add_unreachable_ipv6 put its routes in (and they are still ours)."""
-        return any(spec["rtype"] == RTN_UNREACHABLE for spec in self.added)
+    def refuses(self, v6: bool) -> bool:
+        """Whether routes of ours refuse that family's traffic (add_unreachable_ipv6's, or
+        hold_halves'), so that a server's address cannot be reached by the host's own default."""
+        return any(spec["rtype"] == RTN_UNREACHABLE and (":" in spec["dst"]) == v6 for spec in self.added)
+
+    def hold_halves(self, v6: bool = False) -> None:
+        """A redirect's two halves refused by the kernel ("Network is unreachable") while its
+        routes wait (route-gateway dhcp's router: gateway/route_delay.py): traffic the user asked
+        into the tunnel fails at once instead of leaving outside it. At HOLD_METRIC, so the real
+        halves (metric 0) take over as soon as they are added, before release_holds removes
+        these: no moment without one or the other."""
+        for net in (("::", "8000::") if v6 else ("0.0.0.0", "128.0.0.0")):
+            self.add(net, 1, metric=HOLD_METRIC, unreachable=True)
+
+    def holding(self) -> bool:
+        """Whether hold_halves' routes are in (ours)."""
+        return any(spec["priority"] == HOLD_METRIC for spec in self.added)
+
+    def on_link(self, dst: str, oif: int) -> bool:
+        """Whether an address of interface `oif` has `dst` on its network (a route via `dst`
+        out of it is then one the kernel takes)."""
+        with Rtnl() if self.nl is None else nullcontext(self.nl) as nl:
+            return _on_link(nl, dst, oif)
+
+    def release_holds(self) -> None:
+        """Removes hold_halves' routes (the redirect is in, or the push is given up)."""
+        held = [s for s in self.added if s["priority"] == HOLD_METRIC and s["rtype"] == RTN_UNREACHABLE]
+        if not held:
+            return
+        with Rtnl() if self.nl is None else nullcontext(self.nl) as nl:
+            for spec in held:
+                try:
+                    nl.route_del(**spec)
+                except NetlinkError as e:
+                    log.debug("route %s/%s already gone: %s", spec["dst"], spec["prefixlen"], e)
+                self.added.remove(spec)
 
     @staticmethod
     def goes_via(remote_ip: str, dev: str) -> bool:

@@ -114,3 +114,88 @@ def test_no_dhcp_router_by_the_delays_end_ends_the_connection_before_route_up_an
     assert names[:2] == ["up", "up"], names        # no route-up before the next connection's up
     assert not connected, connected
     c._cleanup()
+
+
+class AloneNet(NoAckNet):
+    """As TunnelNetwork with route-gateway dhcp and a redirect but no route-delay (tapredir49,
+    route_delay.waits_for_router_alone): every push's routes wait for a DHCP router alone."""
+
+    def apply(self, pushed, remote_ip: str) -> None:
+        FakeTunnelNetwork.apply(self, pushed, remote_ip)
+        self.routes_waiting = (pushed, remote_ip, False)
+        self.router_alone = True
+
+
+def _client_without_delay(pki, tmp_path, log):
+    w = World()
+    w.add_server(server_conf(pki, extra=ROUTE))
+    scripts = "".join(f"{d} {_recorder(tmp_path, log, d)}\n" for d in ("up", "route-up"))
+    c = w.add_client(client_conf(pki, extra=f"management {tmp_path}/c.sock unix\nscript-security 2\n" + scripts))
+    tap = Tap()
+    c.mgmt.mgr.conns.append(tap)
+    tap.state_on = True
+    return w, c, tap
+
+
+def test_without_route_delay_the_routes_wait_for_the_dhcp_router_and_go_in_when_it_comes(
+        pki, tmp_path, monkeypatch, caplog):
+    # A bridged profile without route-delay works unchanged: route-up and CONNECTED wait for the
+    # router (not a fixed delay: it ends the wait when it comes), then go on via it.
+    monkeypatch.setattr(gateway_world, "FakeTunnelNetwork", AloneNet)
+    log = tmp_path / "log"
+    w, c, tap = _client_without_delay(pki, tmp_path, log)
+    net = w.client_nets[0]
+    assert w.run(lambda: log.exists() and "== up" in log.read_text(), max_time=20)
+    up_at = w.clock()
+    assert w.run(lambda: False, max_time=3) is False            # 3 s of fake time: still waiting
+    assert net.routes_waiting is not None and net.added == []
+    assert not any(",CONNECTED," in x for x in tap.got)
+    c._dhcp_router("198.19.1.1")                # the ACK on the tap
+    assert w.run(lambda: any(",CONNECTED," in x for x in tap.got), max_time=10)
+    assert w.clock() - up_at < 10, "the wait did not end at the router"
+    assert net.added == ["198.19.1.1"]
+    names = [g[0] for g in _records(log)]
+    assert names == ["up", "route-up"], names
+    rup_env = _records(log)[1][2]
+    assert rup_env.get("route_vpn_gateway") == "198.19.1.1" and rup_env["redirect_gateway"] == "1"
+    assert "routes in via the DHCP router 198.19.1.1" in caplog.text
+    c._cleanup()
+
+
+def test_without_route_delay_no_dhcp_router_within_the_window_ends_the_connection(
+        pki, tmp_path, monkeypatch, caplog):
+    # None by ROUTER_WAIT (2.6's default route-delay window): as at route-delay's end
+    # (tapredir48), the connection ends -- no route-up, never CONNECTED -- and starts over.
+    monkeypatch.setattr(gateway_world, "FakeTunnelNetwork", AloneNet)
+    log = tmp_path / "log"
+    w, c, tap = _client_without_delay(pki, tmp_path, log)
+    net = w.client_nets[0]
+    assert w.run(lambda: log.exists() and "== up" in log.read_text(), max_time=20)
+    up_at = w.clock()
+    assert w.run(lambda: net.added == [None], max_time=60)
+    assert client_mod.ROUTER_WAIT - 0.5 <= w.clock() - up_at <= client_mod.ROUTER_WAIT + 2
+    assert w.run(lambda: net.applied >= 2, max_time=60), "the client did not start over"
+    assert "cannot add the routes route-delay held back" in caplog.text
+    names = [g[0] for g in _records(log)]
+    assert "route-up" not in names[:2], names
+    assert not any(",CONNECTED," in x for x in tap.got)
+    c._cleanup()
+
+
+def test_without_route_delay_the_routes_wait_for_the_leased_address_after_the_router(pki, tmp_path, monkeypatch):
+    # The ACK's router is read on its way to the tap, before the DHCP client there takes the
+    # ACK's address (seen against Debian's bridge: the routes' add was refused, ENETUNREACH):
+    # the routes wait for the address too, polled within the same deadline.
+    monkeypatch.setattr(gateway_world, "FakeTunnelNetwork", AloneNet)
+    log = tmp_path / "log"
+    w, c, tap = _client_without_delay(pki, tmp_path, log)
+    net = w.client_nets[0]
+    assert w.run(lambda: log.exists() and "== up" in log.read_text(), max_time=20)
+    net.router_on_link_now = False
+    c._dhcp_router("198.19.1.1")
+    assert w.run(lambda: False, max_time=2) is False
+    assert net.added == [] and not any(",CONNECTED," in x for x in tap.got)
+    net.router_on_link_now = True               # the DHCP client put the address on the tap
+    assert w.run(lambda: any(",CONNECTED," in x for x in tap.got), max_time=5)
+    assert net.added == ["198.19.1.1"]
+    c._cleanup()

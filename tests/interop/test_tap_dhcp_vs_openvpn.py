@@ -100,7 +100,7 @@ def test_our_client_reads_route_gateway_dhcp_from_debians_bridge(lab):
     the LAN through the tunnel, its DHCP client sees no router (padded out, as 2.6 does), the log
     names the router read, and the pushed route -- set before any reply could give a gateway --
     is skipped as 2.6 skips it; the LAN is reached both ways. (The pushed redirect-gateway is
-    filtered out here: without route-delay it has no gateway and fails the push, the next test.)"""
+    filtered out here: without route-delay it waits for the DHCP router, the next test.)"""
     prof, events = dhcp_profile(lab, DEBIAN_PORT, "ours")
     ours = lab.ours(lab.cli, prof + 'pull-filter ignore "redirect-gateway"\n', "ours")
     try:
@@ -119,12 +119,15 @@ def test_our_client_reads_route_gateway_dhcp_from_debians_bridge(lab):
         stop_udhcpc(lab, "ours")
 
 
-def test_a_redirect_with_no_gateway_fails_our_push_where_debians_client_runs_on_unredirected(lab):
-    """tapredir48: Debian's bridge pushes `route-gateway dhcp` and `redirect-gateway def1`; a
-    profile without `route-delay` sets its routes before any DHCP reply. Debian's 2.6.14 client
-    says "NOTE: unable to redirect IPv4 default gateway -- VPN gateway parameter (--route-gateway
-    or --ifconfig) is missing" and comes up ("Initialization Sequence Completed") with no redirect
-    -- all traffic outside the tunnel the user asked for; ours refuses the push, naming route-delay, and never says it is up."""
+def test_a_redirect_without_route_delay_waits_for_the_dhcp_router_where_debians_client_runs_unredirected(lab):
+    """Debian's bridge pushes `route-gateway dhcp` and `redirect-gateway def1`; the profile has no
+    `route-delay`, so its routes are set before any DHCP reply. Debian's 2.6.14 client says "NOTE:
+    unable to redirect IPv4 default gateway -- VPN gateway parameter (--route-gateway or
+    --ifconfig) is missing" and comes up ("Initialization Sequence Completed") with no redirect --
+    all traffic outside the tunnel the user asked for. Ours (tapredir49) takes the same profile
+    unchanged: the routes wait for the router of the DHCP ACK on the tap, the redirect's halves
+    unreachable meanwhile (the up script, run before the lease, finds an outside address
+    refused), then go in via that router, and route-up runs with redirect_gateway=1."""
     prof = client_profile(lab.pki, remotes=[(SRV_IP, DEBIAN_PORT, "udp")]).replace("dev tun", "dev tap")
     deb = lab.openvpn(lab.cli, prof, "deb-nogw")
     try:
@@ -133,43 +136,41 @@ def test_a_redirect_with_no_gateway_fails_our_push_where_debians_client_runs_on_
     finally:
         deb.stop_promptly(5)
     assert "0.0.0.0/1" not in deb_routes, deb_routes
-    ours = lab.ours(lab.cli, prof, "ours-nogw", pattern="route-gateway dhcp without route-delay")
-    try:
-        routes = lab.cli.run("ip -4 route show").stdout
-        log = ours.log()
-    finally:
-        ours.stop_promptly(5)
-    assert "add `route-delay N`" in log and "the tunnel is not brought up without it" in log, log[-3000:]
-    assert "0.0.0.0/1" not in routes and "tunnel up" not in log, (routes, log[-3000:])
     assert "Initialization Sequence Completed" in deb_log
     assert "unable to redirect IPv4 default gateway -- VPN gateway parameter" in deb_log, deb_log[-3000:]
 
-
-@pytest.mark.parametrize("line, router", [("server-bridge", ""), ("server-bridge nogw", LAN_ROUTER)])
-def test_debians_client_leases_through_our_bridge(lab, line, router):
-    """Our plain `server-bridge`: Debian's client gets its lease from the LAN's DHCP server
-    through us and pings the LAN both ways. Its DHCP client is given no router when we push
-    `route-gateway dhcp` (2.6 pads it out), and the LAN's router with `nogw` (nothing pushed)."""
-    name = "nogw" if "nogw" in line else "dhcp"
-    srv = lab.ours(lab.srv, bridged_server(lab, line, OURS_PORT, "tap1"), f"oursrv-{name}",
-                   pattern=r"listening on UDP")
-    cli = None
+    ours_prof, events = dhcp_profile(lab, DEBIAN_PORT, "ours-nodelay")
+    seen = lab.tmp / "ours-nodelay-route-get.txt"
+    dhcp_up = re.search(r"^up (\S+)$", ours_prof, re.M).group(1)
+    up = lab.write("ours-nodelay-up0.sh", f'#!/bin/sh\nip route get 198.18.99.1 >> {seen} 2>&1\nexec {dhcp_up} "$@"\n')
+    up.chmod(0o755)
+    out = lab.tmp / "ours-nodelay-route-up.txt"
+    ru = lab.write("ours-nodelay-route-up.sh", f'#!/bin/sh\nenv > {out}.new && mv {out}.new {out}\n')
+    ru.chmod(0o755)
+    ours_prof = ours_prof.replace(f"up {dhcp_up}\n", f"up {up}\nroute-up {ru}\n")
+    ours = lab.ours(lab.cli, ours_prof, "ours-nodelay")
     try:
-        prof, events = dhcp_profile(lab, OURS_PORT, f"deb-{name}")
-        cli = lab.openvpn(lab.cli, prof, f"debcli-{name}")
-        pushed = re.search(r"PUSH_REPLY,([^']*)", cli.log()).group(1)
-        assert ("route-gateway dhcp" in pushed) == (router == ""), pushed
-        assert "ifconfig" not in pushed, pushed
-        ip = leased(lab, events, lab.cli)
-        got = re.search(r"bound ip=\S+ router=(\S*)", events.read_text()).group(1)
-        assert got == router, f"the DHCP client was given router {got!r}"
-        assert lab.ping(lab.cli, LAN_ROUTER, 3) == 3, "Debian's client cannot reach the LAN through us"
-        assert lab.ping(lab.srv, ip, 2) == 2, "the LAN cannot reach Debian's client through us"
+        leased(lab, events, lab.cli)
+        assert until(out.exists, 20), ours.log()[-3000:]
+        env = dict(line.split("=", 1) for line in out.read_text().splitlines() if "=" in line)
+        routes = lab.cli.run("ip -4 route show").stdout
+        held = lab.cli.run("ip -4 route show type unreachable").stdout
+        log = ours.log()
+        reach = lab.ping(lab.cli, LAN_ROUTER, 3)
     finally:
-        if cli is not None:
-            cli.stop_promptly(5)
-        stop_udhcpc(lab, f"deb-{name}")
-        srv.stop_promptly(8)
+        ours.stop_promptly(5)
+        stop_udhcpc(lab, "ours-nodelay")
+    assert "No route to host" in seen.read_text(), seen.read_text()     # during the wait: refused, not outside
+    assert "route-gateway dhcp with redirect-gateway and no route-delay" in log, log[-3000:]
+    assert "restarting" not in log and "cannot add the routes" not in log, log[-3000:]    # one connection
+    assert f"0.0.0.0/1 via {LAN_ROUTER} dev tap0" in routes and f"128.0.0.0/1 via {LAN_ROUTER} dev tap0" in routes, \
+        (routes, log[-3000:])
+    assert held.strip() == "", held                 # the holds went once the halves were in
+    assert env.get("redirect_gateway") == "1" and env.get("route_vpn_gateway") == LAN_ROUTER, env
+    waited = re.search(r"routes in via the DHCP router \S+, ([\d.]+) s after tunnel-up", log)
+    assert waited is not None, log[-3000:]
+    print(f"ours waited {waited.group(1)} s for the DHCP router (no route-delay)")
+    assert reach == 3, "our client cannot reach the LAN"
 
 
 ROUTE_DELAY = 8             # past the lease (udhcpc binds ~3 s after up here), well inside the test's bounds

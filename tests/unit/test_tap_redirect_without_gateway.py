@@ -14,7 +14,8 @@ import pytest
 from appliance.gateway.tunnel import TunnelNetwork
 from appliance.openvpn.config import parse_config
 from appliance.openvpn.keymethod import parse_push_reply_untrusted
-from tests.unit.test_rtnl import _routes, inside, ns  # noqa: F401 - fixtures
+from appliance.router.routes import HOLD_METRIC
+from tests.unit.test_rtnl import _ip, _routes, inside, ns  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
 
@@ -33,6 +34,11 @@ def tap(inside):                                # noqa: F811 - the namespace
         yield dev
     finally:
         subprocess.run(["ip", "link", "del", dev], capture_output=True, timeout=10)
+
+
+def _ip_text(*args: str) -> str:
+    r = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10)
+    return r.stdout + r.stderr
 
 
 def _net(dev: str, extra: str = "") -> TunnelNetwork:
@@ -55,16 +61,44 @@ def test_no_route_gateway_fails_the_push(tap, where, addr):
         net.close()
 
 
+def _held(v6: bool = False) -> set:
+    """The unreachable routes (RouteSet.hold_halves') in the namespace's main table."""
+    return {r["dst"] for r in _ip("-j", *(["-6"] if v6 else []), "route", "show", "table", "main", "type",
+                                  "unreachable") if r.get("metric") == HOLD_METRIC}
+
+
 @ADDRS
-def test_route_gateway_dhcp_without_route_delay_fails_the_push_naming_route_delay(tap, addr):
-    net = _net(tap)
+@pytest.mark.parametrize("where", ["pushed", "profile"])
+@pytest.mark.parametrize("router", [None, "198.18.80.1"], ids=["no ACK", "ACK"])
+def test_route_gateway_dhcp_without_route_delay_waits_for_the_router_with_the_halves_held(tap, addr, where, router):
+    # tapredir49: a bridged profile without route-delay works unchanged -- the routes wait for the
+    # DHCP router as with route-delay (the client ends the wait at the router, or at ROUTER_WAIT),
+    # and meanwhile the redirect's halves are unreachable, so nothing leaves outside the tunnel;
+    # the server's own host route goes in before them (the tunnel keeps its way out).
+    net = _net(tap, "route-gateway dhcp\n" if where == "profile" else "")
+    push = "PUSH_REPLY" + ("" if where == "profile" else ",route-gateway dhcp") + ",redirect-gateway def1" + addr
     try:
-        with pytest.raises(RuntimeError, match=r"route-gateway dhcp without route-delay.*add `route-delay N`"):
-            net.apply(parse_push_reply_untrusted("PUSH_REPLY,route-gateway dhcp,redirect-gateway def1" + addr),
-                      SERVER)
+        net.apply(parse_push_reply_untrusted(push), SERVER)
+        assert net.routes_waiting is not None and net.router_alone
         assert not HALVES & {r[0] for r in _routes(tap)}, _routes(tap)
+        assert _held() == HALVES
+        assert "No route to host" in _ip_text("route", "get", "198.18.99.1"), "the redirect's traffic not refused"
+        if router is None:
+            with pytest.raises(RuntimeError, match=r"no DHCP ACK gave a router within 30 s \(route-gateway dhcp "
+                                                   r"without route-delay"):
+                net.add_waiting_routes(None)
+            assert _held() == HALVES, "the holds went with the failed push: traffic would leave outside"
+            net.apply(parse_push_reply_untrusted(push), SERVER)     # the next connection, the same push
+            assert net.routes_waiting is not None, "the same push after the failure did not wait again"
+        else:
+            if not addr:                # a bare tap: the DHCP client on it took the ACK's address
+                _ip("addr", "add", "198.18.80.2/24", "dev", tap)
+            assert net.add_waiting_routes(router) is True
+            assert {(r[0], r[1]) for r in _routes(tap) if r[0] in HALVES} == {(h, router) for h in HALVES}
+            assert _held() == set()
     finally:
         net.close()
+    assert _held() == set()
 
 
 @pytest.mark.parametrize("router, addr", [(None, ADDR), (None, ""), ("198.18.80.1", ADDR)],
@@ -76,6 +110,7 @@ def test_route_gateway_dhcp_with_route_delay_redirects_via_the_router_or_fails(t
     try:
         net.apply(parse_push_reply_untrusted("PUSH_REPLY,route-gateway dhcp,redirect-gateway def1" + addr), SERVER)
         assert not HALVES & {r[0] for r in _routes(tap)}, _routes(tap)
+        assert _held() == HALVES, "the redirect's traffic leaves outside the tunnel during route-delay"
         if router is None:
             with pytest.raises(RuntimeError, match=r"no DHCP ACK gave a router within route-delay 5 s "
                                                    r"\(route-gateway dhcp\)"):

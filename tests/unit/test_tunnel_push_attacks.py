@@ -255,6 +255,35 @@ def test_pushed_block_ipv6_routes_all_ipv6_into_the_tunnel_and_goes_with_the_pus
         net.close()
 
 
+@pytest.mark.parametrize("flags", ["def1 ipv6", "ipv6 !ipv4"])
+@pytest.mark.parametrize("v6_on_tun", [True, False], ids=["tun takes IPv6", "disable_ipv6"])
+def test_redirect_gateway_ipv6_without_ifconfig_ipv6_is_enforced_not_left_outside(inside, flags, v6_on_tun, caplog):
+    """`redirect-gateway ipv6` pushed with no ifconfig-ipv6 (tapredir49): the tunnel carries no
+    IPv6, and IPv6 went on by the uplink's default route with a warning -- outside the tunnel the
+    user asked it into. Now it goes into the TUN and is answered there as block-ipv6 does (or,
+    on a TUN that takes no IPv6, the host refuses it), never by the uplink."""
+    old = _sysctl("net.ipv6.conf.default.disable_ipv6", "0" if v6_on_tun else "1")
+    net = TunnelNetwork(Options())
+    try:
+        net.apply(_push(f"{BASE},redirect-gateway {flags}"), SERVER)
+        dev = net.tun.name
+        assert net.block_ipv6, "IPv6 from the TUN would be sent, not answered"
+        got = _route_get6("2001:db8:5::1")
+        if v6_on_tun:
+            assert {r[0] for r in _routes(dev, v6=True)} >= {"::/1", "8000::/1"}
+            assert got.returncode == 0 and f"dev {dev}" in got.stdout, got.stdout + got.stderr
+        else:
+            assert got.returncode != 0 and "no route to host" in got.stderr.lower(), got.stdout + got.stderr
+        assert "redirect-gateway ipv6 without ifconfig-ipv6" in caplog.text
+        net.apply(_push(BASE), SERVER)          # a push without it: IPv6 as before
+        assert not net.block_ipv6
+        got = _route_get6("2001:db8:5::1")
+        assert got.returncode == 0 and "dev wan" in got.stdout, got.stdout + got.stderr
+    finally:
+        net.close()
+        _sysctl("net.ipv6.conf.default.disable_ipv6", old)
+
+
 def _sysctl(key: str, value: str) -> str:
     path = f"/proc/sys/{key.replace('.', '/')}"
     with open(path) as f:
