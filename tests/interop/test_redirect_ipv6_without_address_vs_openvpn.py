@@ -1,0 +1,47 @@
+"""`redirect-gateway def1 ipv6` pushed by an IPv4-only server (no `ifconfig-ipv6`), against
+Debian's OpenVPN 2.6.14 (helper tapredir49). 2.6.14's client adds its IPv6 redirect routes out of
+tun0 all the same (route.c: "WARNING: OpenVPN was configured to add an IPv6 route. However, no
+IPv6 has been configured for tun0 ...", then ::/3, 2000::/4, 3000::/4 and fc00::/7 dev tun0), so
+IPv6 goes into the tunnel, not by the host's own IPv6 route. Ours warned "IPv6 is not redirected"
+and left IPv6 outside the tunnel; now ::/1 and 8000::/1 go into tun0 and IPv6 read there is
+answered as block-ipv6 answers it (gateway/block_ipv6.py). What a user checks: where an IPv6
+destination is routed with the tunnel up."""
+from __future__ import annotations
+
+import pytest
+
+from lab.configs import client_profile, server_config
+from lab.netns import BEHIND_IP, Lab
+
+DEST6 = "2001:db8:77::1"
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    with Lab(tmp=tmp_path_factory.mktemp("lab")) as lab:
+        yield lab
+
+
+def test_ipv6_goes_into_the_tunnel_with_debians_and_our_client(lab, procs):
+    srv = lab.openvpn(lab.srv, server_config(lab.pki, extra='push "redirect-gateway def1 ipv6"\n'), "srv-2.6")
+    procs.append(srv)
+    deb = lab.openvpn(lab.cli, client_profile(lab.pki), "cli-2.6")
+    try:
+        deb_route = lab.cli.run(f"ip -6 route get {DEST6}", check=False)
+        deb_log = deb.log()
+    finally:
+        deb.stop_promptly(5)
+    assert "no IPv6 has been configured for tun0" in deb_log, deb_log[-3000:]
+    assert "dev tun0" in deb_route.stdout, deb_route.stdout + deb_route.stderr
+
+    ours = lab.ours(lab.cli, client_profile(lab.pki), "ours-client")
+    procs.append(ours)
+    assert lab.wait_ping(lab.cli, BEHIND_IP, within=20), "no IPv4 through the tunnel"
+    route = lab.cli.run(f"ip -6 route get {DEST6}", check=False)
+    log = ours.log()
+    assert "dev tun0" in route.stdout, (route.stdout + route.stderr, log[-3000:])
+    assert "redirect-gateway ipv6 without ifconfig-ipv6: the tunnel carries no IPv6" in log, log[-3000:]
+    # Answered at once from inside (as block-ipv6), not sent to the server nor out of the WAN.
+    ping = lab.cli.run(f"ping -6 -n -c 1 -W 5 {DEST6}", check=False, timeout=15)
+    assert "Destination unreachable" in ping.stdout, ping.stdout + ping.stderr
+    assert log.count("tunnel up") == 1 and "cannot configure the tunnel" not in log, log[-3000:]
