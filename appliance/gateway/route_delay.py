@@ -31,8 +31,10 @@ pause, tunnel.py _redirect_without_gateway). Without route-delay, a redirect wit
 dhcp waits for the router as if route-delay were given (waits_for_router_alone, tapredir49):
 2.6's own wait for a device that is not ready yet (forward.c check_add_routes: test_routes
 polled each second, the routes added anyway at route-delay's window, 30 s by default) is what
-it follows, "ready" being a DHCP ACK's router -- the routes go in as soon as one came, and with
-none by the window's end the connection ends as at route-delay's end. While the routes wait for
+it follows, "ready" being a DHCP ACK's router on the tap's network -- the routes go in as soon as
+one came and the DHCP client on the tap took the ACK's address (the router is read from the ACK on
+its way to the tap, a moment before: a route via it then is refused), and with none by the
+window's end the connection ends as at route-delay's end. While the routes wait for
 a router, the redirect's halves refuse traffic (unreachable routes, router/routes.py
 hold_halves) so nothing the user asked into the tunnel leaves outside it meanwhile.
 

@@ -900,9 +900,10 @@ class TunnelNetwork(_TunAndRoutes):
                                 f"{delay_in_effect(self.opts, pushed)[0]} s (route-gateway dhcp){tail}")
         gws = [g for g in (pushed.route_gateway, self.opts.route_gateway) if g is not None]
         if gws and all(g == "dhcp" for g in gws):
-            return RuntimeError(f"{what}: route-gateway dhcp without route-delay, the redirect has no gateway "
-                                "as the routes are set (add `route-delay N` to the profile so they wait for the "
-                                f"router of the DHCP reply on the tap){tail}")
+            # (Not reached by a redirect: with route-gateway dhcp its routes wait for the router,
+            # with route-delay or without -- route_delay.waits_for_router_alone, tapredir49.)
+            return RuntimeError(f"{what}: route-gateway dhcp, and no DHCP router known as the routes are "
+                                f"set{tail}")
         bad = next((g for g in gws if g != "dhcp"), None)
         if bare and bad is not None:
             return RuntimeError(f"{what}: the server pushed no ifconfig, so no route goes via route-gateway "
