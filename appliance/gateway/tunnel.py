@@ -715,8 +715,8 @@ class TunnelNetwork(_TunAndRoutes):
             if gws:
                 # As OpenVPN 2.6 on Linux: its routes are set as the tap comes up, before any DHCP
                 # reply can give the gateway (openvpn/dhcprouter.py reads it then), so those needing
-                # one are skipped ("needs a gateway parameter"); a redirect then fails the push
-                # (_redirect_without_gateway: 2.6 runs on without it).
+                # one are skipped ("needs a gateway parameter"); a redirect's routes wait for the
+                # router instead, with route-delay or without (route_delay.waits_for_router_alone).
                 if not self._delayed:
                     self._route_line(logging.WARNING, "route-gateway dhcp: no gateway yet as the routes are set "
                                      "(it comes from the DHCP reply on the tap later); routes needing it are "
@@ -882,8 +882,8 @@ class TunnelNetwork(_TunAndRoutes):
     def _redirect_without_gateway(self, pushed, delay_over: bool, bare: bool = False) -> RuntimeError:
         """The push's failure (the client starts over with its restart pause) when a tap's IPv4
         redirect has no gateway to go via: no `route-gateway` pushed or in the profile (or none
-        usable), `route-gateway dhcp` without `route-delay` (the routes are set before any DHCP
-        reply can give one), or with it when no DHCP ACK gave a router by the delay's end; `bare`:
+        usable), or `route-gateway dhcp` when no DHCP ACK gave a router by route-delay's end (or,
+        without route-delay, by ROUTER_WAIT: route_delay.waits_for_router_alone); `bare`:
         a push without ifconfig (_apply_bare_tap), whose routes go in only by DHCP's router. Why
         not warn and run on, as OpenVPN 2.6.14 does ("not redirected" in effect: it logs that the
         gateway is missing, then "Initialization Sequence Completed"): the user asked for all
