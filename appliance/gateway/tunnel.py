@@ -531,6 +531,7 @@ class TunnelNetwork(_TunAndRoutes):
         self.router_alone = alone
         redirect4 = self._redirect4(pushed)
         redirect6 = redirect_defaults(self.opts, pushed)[1] or self.block_ipv6
+        held = False
         if (redirect4 or redirect6) and not self.opts.route_noexec:
             if self.routes is None:
                 self.routes = RouteSet(self._nl)
@@ -543,6 +544,7 @@ class TunnelNetwork(_TunAndRoutes):
                     continue
                 try:
                     self.routes.hold_halves(v6)
+                    held = True
                 except NetlinkError as e:
                     if v6 and not os.path.isdir("/proc/sys/net/ipv6"):
                         continue                # a host without IPv6: nothing to hold
@@ -556,16 +558,16 @@ class TunnelNetwork(_TunAndRoutes):
                         "gateway comes from a DHCP reply after the route list is made, as OpenVPN 2.6 drops "
                         "them (\"needs a gateway parameter\")", len(gateless), ", ".join(gateless[:3]),
                         ", ..." if len(gateless) > 3 else "")
-        held = " (the redirect's traffic refused as unreachable meanwhile, never sent outside the tunnel)" \
-            if self.routes is not None and self.routes.holding() else ""
+        held_text = " (the redirect's traffic refused as unreachable meanwhile, never sent outside the tunnel)" \
+            if held else ""
         if alone:
             log.warning("route-gateway dhcp with redirect-gateway and no route-delay: the routes, >UPDOWN:UP and "
                         "route-up wait for the router of a DHCP ACK on %s, at most %d s (route-delay's default "
                         "window), as route-delay would%s; OpenVPN 2.6 would come up unredirected, all traffic "
-                        "outside the tunnel", self.tun.name, ROUTER_WAIT, held)
+                        "outside the tunnel", self.tun.name, ROUTER_WAIT, held_text)
         else:
             log.info("route-delay %d: routes and route-up wait (route-gateway dhcp: redirect-gateway via the router "
-                     "a DHCP ACK gives by then)%s", delay_in_effect(self.opts, pushed)[0], held)
+                     "a DHCP ACK gives by then)%s", delay_in_effect(self.opts, pushed)[0], held_text)
 
     def add_waiting_routes(self, router: str | None) -> bool | None:
         """route-delay is over: the routes that waited, as they would have gone in at tunnel-up;

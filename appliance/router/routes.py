@@ -101,10 +101,6 @@ class RouteSet:
         for net in (("::", "8000::") if v6 else ("0.0.0.0", "128.0.0.0")):
             self.add(net, 1, metric=HOLD_METRIC, unreachable=True)
 
-    def holding(self) -> bool:
-        """Whether hold_halves' routes are in (ours)."""
-        return any(spec["priority"] == HOLD_METRIC for spec in self.added)
-
     def on_link(self, dst: str, oif: int) -> bool:
         """Whether an address of interface `oif` has `dst` on its network (a route via `dst`
         out of it is then one the kernel takes)."""
