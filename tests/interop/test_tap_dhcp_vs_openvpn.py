@@ -173,6 +173,33 @@ def test_a_redirect_without_route_delay_waits_for_the_dhcp_router_where_debians_
     assert reach == 3, "our client cannot reach the LAN"
 
 
+@pytest.mark.parametrize("line, router", [("server-bridge", ""), ("server-bridge nogw", LAN_ROUTER)])
+def test_debians_client_leases_through_our_bridge(lab, line, router):
+    """Our plain `server-bridge`: Debian's client gets its lease from the LAN's DHCP server
+    through us and pings the LAN both ways. Its DHCP client is given no router when we push
+    `route-gateway dhcp` (2.6 pads it out), and the LAN's router with `nogw` (nothing pushed)."""
+    name = "nogw" if "nogw" in line else "dhcp"
+    srv = lab.ours(lab.srv, bridged_server(lab, line, OURS_PORT, "tap1"), f"oursrv-{name}",
+                   pattern=r"listening on UDP")
+    cli = None
+    try:
+        prof, events = dhcp_profile(lab, OURS_PORT, f"deb-{name}")
+        cli = lab.openvpn(lab.cli, prof, f"debcli-{name}")
+        pushed = re.search(r"PUSH_REPLY,([^']*)", cli.log()).group(1)
+        assert ("route-gateway dhcp" in pushed) == (router == ""), pushed
+        assert "ifconfig" not in pushed, pushed
+        ip = leased(lab, events, lab.cli)
+        got = re.search(r"bound ip=\S+ router=(\S*)", events.read_text()).group(1)
+        assert got == router, f"the DHCP client was given router {got!r}"
+        assert lab.ping(lab.cli, LAN_ROUTER, 3) == 3, "Debian's client cannot reach the LAN through us"
+        assert lab.ping(lab.srv, ip, 2) == 2, "the LAN cannot reach Debian's client through us"
+    finally:
+        if cli is not None:
+            cli.stop_promptly(5)
+        stop_udhcpc(lab, f"deb-{name}")
+        srv.stop_promptly(8)
+
+
 ROUTE_DELAY = 8             # past the lease (udhcpc binds ~3 s after up here), well inside the test's bounds
 
 
