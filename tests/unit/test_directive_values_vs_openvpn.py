@@ -79,6 +79,84 @@ CASES = [
     ("client", "setenv opt PERSIST-KEY", True), ("client", "setenv OPT persist-key", True),
 ]
 
+# compat49: every start-up option check of 2.6.14 that a Linux build reaches from these bases
+# (options.c's msg(M_USAGE, ...) "Options error: ...", helper.c's helper_client_server and
+# helper_keepalive), a line it refuses and, where a boundary is near, one it takes. README
+# "Forty-fourth session (helper compat49)" has the table, and which checks the bases cannot reach.
+NOPOOL = "server 198.18.61.0 255.255.255.0 nopool\n"
+CHECKS26 = [
+    # options_postprocess_verify_ce: proto, device, MTU, addresses, bind, management, proxies
+    ("p2p", "proto tcp", False), ("client", "proto tcp", True), ("server", "proto tcp", True),
+    ("client", "lladdr 00:11:22:33:44:55", False), ("server", "dev tap\nlladdr 00:11:22:33:44:55", True),
+    ("client", "tun-mtu 1500\nlink-mtu 1600", False), ("server", "proto tcp-server\nmtu-test", False),
+    ("client", "local 198.18.60.9\nlport 1195", True), ("server", "topology subnet\nlocal 198.18.61.2", True),
+    ("p2p", "ifconfig 10.9.0.1 10.9.0.1", False), ("client", "bind\nnobind", False),
+    ("client", "local 198.18.0.1\nnobind", False), ("client", "lport 1195\nnobind", False),
+    ("server", "nobind", False), ("client", "management-hold", False),
+    ("client", "management-log-cache 100", False), ("p2p", "management-query-passwords", False),
+    ("server", "management-client-auth", False), ("client", "management-up-down", False),
+    ("client", "management 127.0.0.1 7505\nmanagement-client-user root", False),
+    ("client", "proto tcp-client\nfragment 1400", False), ("server", "proto tcp-client", False),
+    ("client", "http-proxy 198.18.0.1 8080", False),
+    ("client", "proto tcp-client\nhttp-proxy-option VERSION 1.1", False),
+    ("client", "proto tcp-client\nhttp-proxy 198.18.0.1 8080\nsocks-proxy 198.18.0.1 1080", False),
+    ("p2p", "proto tcp-server\nremote 198.18.60.10", False), ("p2p", "proto tcp-server", True),
+    # options_postprocess_verify_ce, --mode server (a `server` line sets it)
+    ("server", "dev null", False), ("server", "pull", False), ("server", "port-share 198.18.0.1 443", False),
+    ("server", "proto tcp-server\nport-share 198.18.0.1 443", True), ("server", "remote 198.18.60.9", False),
+    ("server", "proto tcp-server\nhttp-proxy 198.18.0.1 8080", False), ("server", "socks-proxy 198.18.0.1", False),
+    ("server", "<connection>\nremote 198.18.60.9\n</connection>", False), ("server", "shaper 1000", False),
+    ("server", "ipchange /bin/true", False), ("server", "connect-freq 10 10", True),
+    ("server", NOPOOL + "topology net30\nifconfig-pool 198.18.61.10 198.18.61.20 255.255.255.0", False),
+    ("server", NOPOOL + "topology subnet\nifconfig-pool 198.18.61.10 198.18.61.20 255.255.255.0", True),
+    ("server", "redirect-gateway def1", False), ("server", "route-delay 5", False), ("server", "up-delay", False),
+    ("server", "ifconfig-pool-persist ipp.txt", True), ("server", "ifconfig-ipv6-pool 2001:db8::1000/64", False),
+    ("server", "allow-recursive-routing", False), ("server", "auth-user-pass", False),
+    ("server", "auth-gen-token\nreneg-sec 0", False), ("server", "auth-gen-token 0 100", False),
+    ("server", "username-as-common-name", False),
+    ("server", "username-as-common-name\nauth-user-pass-verify /bin/true via-file", True),
+    ("server", "auth-user-pass-optional", False), ("server", "vlan-tagging", False),
+    ("server", "dev tap\nvlan-accept untagged", False), ("server", "dev tap\nvlan-pvid 5", False),
+    ("server", "dev tap\nvlan-tagging\nvlan-pvid 5", True),
+    # options_postprocess_verify_ce, not --mode server: "... requires --mode server"
+    ("client", "ifconfig-pool 10.0.0.2 10.0.0.9", False), ("client", "ifconfig-pool-persist ipp.txt", False),
+    ("client", "ifconfig-ipv6-pool 2001:db8::1000/64", False), ("client", "learn-address /bin/true", False),
+    ("client", "client-connect /bin/true", False), ("client", "client-crresponse /bin/true", False),
+    ("client", "client-disconnect /bin/true", False), ("client", "client-config-dir /tmp", False),
+    ("client", "client-to-client", False), ("client", "duplicate-cn", False),
+    ("client", "connect-freq 10 10", False), ("client", "username-as-common-name", False),
+    ("client", "auth-user-pass-optional", False), ("client", "opt-verify", False),
+    ("client", "auth-user-pass-verify /bin/true via-file", False), ("client", "auth-gen-token", False),
+    ("client", "port-share 198.18.0.1 443", False), ("client", "stale-routes-check 10", False),
+    ("client", "vlan-tagging", False), ("client", "force-tls-key-material-export", False),
+    ("p2p", "ifconfig-pool 10.0.0.2 10.0.0.9", False), ("p2p", "ifconfig-pool-persist ipp.txt", False),
+    ("p2p", "learn-address /bin/true", False), ("p2p", "client-to-client", False),
+    ("p2p", "port-share 198.18.0.1 443", False), ("p2p", "vlan-tagging", False),
+    # options_postprocess_verify_ce's TLS checks; options_postprocess_verify's dns; mutate's data-ciphers, compression
+    ("client", "tls-server", False), ("client", "tls-version-min 1.2\ntls-version-max 1.2", True),
+    ("client", "pkcs11-providers /nonexistent.so", False),
+    ("client", "management a49.sock unix\nmanagement-external-cert foo", False),
+    ("client", "<tls-auth>\nx\n</tls-auth>\n<tls-crypt>\nx\n</tls-crypt>", False),
+    ("client", "<tls-crypt-v2>\nx\n</tls-crypt-v2>\n<tls-auth>\nx\n</tls-auth>", False),
+    ("p2p", "auth-user-pass", False), ("client", "data-ciphers FOO", False),
+    ("client", "allow-compression no\ncompress lz4", False),
+    ("client", "dns server 1 resolve-domains example.com", False),
+    # helper.c: helper_client_server (server, server-ipv6, server-bridge) and helper_keepalive
+    ("client", "server 198.18.61.0 255.255.255.0", False),
+    ("server", "server-ipv6 2001:db8::/64\nifconfig-ipv6-pool 2001:db8::1000/64", False),
+    ("server", "server-bridge 10.8.0.4 255.255.255.0 10.8.0.50 10.8.0.100", False),
+    ("server", "ifconfig-pool 198.18.61.10 198.18.61.20", False),
+    ("server", "server 198.18.61.0 255.0.255.0", False), ("server", "server 10.0.0.0 255.255.0.0", True),
+    ("server", "server 198.18.61.0 255.255.255.252", False),
+    ("server", "dev tap\nserver 198.18.61.0 255.255.255.254", False),
+    ("server", "dev tap\nserver 198.18.61.0 255.255.255.252", True),
+    ("client", "dev tap\nserver-bridge 10.8.0.4 255.255.255.0 10.8.0.50 10.8.0.100", False),
+    ("p2p", "server-bridge 10.8.0.4 255.255.255.0 10.8.0.50 10.8.0.100", False),
+    ("client", "keepalive 0 10", False), ("client", "keepalive 10 15", False), ("client", "keepalive 10 20", True),
+    ("server", "keepalive 10 60\nping 0", True), ("client", "ping-exit 60\nping-restart 60", True),
+]
+CASES += CHECKS26
+
 # compat48: every keyword-valued directive's values in other cases than 2.6's. 2.6.14 compares a
 # value with streq/strcmp everywhere (options.c, socket.c ascii2proto, proxy.c, route.c; no
 # strcasecmp in its option parsing), so `proto UDP` stops it at start; ours took it, and
@@ -155,6 +233,15 @@ DELIBERATE = {
     ("server", "block-ipv6"): "a client's directive; on a server it would do nothing (`push \"block-ipv6\"`)",
     ("client", "bind foo"): "2.6 ignores any word but ipv6only; a typo here is pointed at",
     ("client", "no-replay"): "replay protection cannot be switched off",
+    # compat49: start-up checks where ours is stricter than 2.6.14 on purpose
+    ("p2p", "nobind"): "a point-to-point tls-server here listens on its port; 2.6 takes it (a tls-server that "
+                       "cannot be reached until it sends first)",
+    ("client", "mtu-test"): "the MTU test is not implemented: refused, not ignored",
+    ("server", "opt-verify"): "option-string checks of clients are not implemented (deprecated in 2.6)",
+    ("server", "stale-routes-check 10"): "would remove a connected client's iroutes (README: stale-routes-check)",
+    ("server", "server 198.18.61.0 255.255.255.248"): "2.6 takes the line and stops at start, after the "
+                                                      "certificate (pool.c: \"IPv4 pool size is too small\"): "
+                                                      "ours at the line",
 }
 
 
