@@ -100,6 +100,7 @@ CHECKS26 = [
     ("client", "http-proxy 198.18.0.1 8080", False),
     ("client", "proto tcp-client\nhttp-proxy-option VERSION 1.1", False),
     ("client", "proto tcp-client\nhttp-proxy 198.18.0.1 8080\nsocks-proxy 198.18.0.1 1080", False),
+    ("p2p", "proto tcp-server\nsocks-proxy 198.18.0.1", False),
     ("p2p", "proto tcp-server\nremote 198.18.60.10", False), ("p2p", "proto tcp-server", True),
     # options_postprocess_verify_ce, --mode server (a `server` line sets it)
     ("server", "dev null", False), ("server", "pull", False), ("server", "port-share 198.18.0.1 443", False),
@@ -133,7 +134,8 @@ CHECKS26 = [
     ("p2p", "learn-address /bin/true", False), ("p2p", "client-to-client", False),
     ("p2p", "port-share 198.18.0.1 443", False), ("p2p", "vlan-tagging", False),
     # options_postprocess_verify_ce's TLS checks; options_postprocess_verify's dns; mutate's data-ciphers, compression
-    ("client", "tls-server", False), ("client", "tls-version-min 1.2\ntls-version-max 1.2", True),
+    ("client", "tls-server", False), ("p2p", "tls-client", False),
+    ("client", "tls-version-min 1.2\ntls-version-max 1.2", True),
     ("client", "pkcs11-providers /nonexistent.so", False),
     ("client", "management a49.sock unix\nmanagement-external-cert foo", False),
     ("client", "<tls-auth>\nx\n</tls-auth>\n<tls-crypt>\nx\n</tls-crypt>", False),

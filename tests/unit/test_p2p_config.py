@@ -38,7 +38,7 @@ def test_a_pulling_client_and_a_server_still_refuse_ifconfig_with_its_line():
 
 
 @pytest.mark.parametrize("extra, directive, why", [
-    ("tls-client\n", "tls-server", "only one of"),                       # as 2.6: one TLS role
+    ("tls-client\n", "tls-client", "only one of"),                       # as 2.6: one TLS role (the later line)
     ("auth-user-pass\n", "auth-user-pass", "requires `pull`"),           # as 2.6: --auth-user-pass requires --pull
     ("proto tcp-client\n", "proto", "tcp-client is not supported"),     # ours: the tls-server waits
     ("proto tcp\n", "proto", "ambiguous"),                              # as 2.6

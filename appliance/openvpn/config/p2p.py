@@ -21,7 +21,8 @@ def finish_p2p(p: "ParseState") -> None:
     line = lambda n: o.source.get(n, (p.path, None))[1]  # noqa: E731
     if o.tls_client and o.tls_server:
         # As OpenVPN 2.6 (options.c): "specify only one of --tls-server, --tls-client, or --secret".
-        p.err("tls-server", "specify only one of tls-server and tls-client (as OpenVPN 2.6)", line("tls_server"))
+        d = max(("tls-server", "tls-client"), key=lambda n: line(n.replace("-", "_")) or 0)    # the later line
+        p.err(d, "specify only one of tls-server and tls-client (as OpenVPN 2.6)", line(d.replace("-", "_")))
         return
     if o.auth_user_pass is not None or o.auth_user_pass_required:
         # As OpenVPN 2.6 (options.c): only a pulling client sends a username and password.
@@ -67,8 +68,9 @@ def finish_p2p(p: "ParseState") -> None:
             p.err("connection", "a point-to-point tls-server takes no <connection> blocks",
                   o.source["connection_remotes"][1])
         if o.http_proxy is not None or o.socks_proxy is not None:
-            p.err("http-proxy" if o.http_proxy is not None else "socks-proxy",
-                  "a point-to-point tls-server waits for its peer; it reaches no one through a proxy", None)
+            d = "http-proxy" if o.http_proxy is not None else "socks-proxy"
+            p.err(d, "a point-to-point tls-server waits for its peer; it reaches no one through a proxy",
+                  line(d.replace("-", "_")))
         if (o.cert is None or o.key is None) and o.pkcs12 is None:
             # As OpenVPN 2.6: the TLS server must present a certificate.
             p.err("cert", "a tls-server needs cert and key (or pkcs12)", None)
