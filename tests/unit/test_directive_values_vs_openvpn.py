@@ -155,7 +155,11 @@ CHECKS26 = [
     ("client", "dev tap\nserver-bridge 10.8.0.4 255.255.255.0 10.8.0.50 10.8.0.100", False),
     ("p2p", "server-bridge 10.8.0.4 255.255.255.0 10.8.0.50 10.8.0.100", False),
     ("client", "keepalive 0 10", False), ("client", "keepalive 10 15", False), ("client", "keepalive 10 20", True),
-    ("server", "keepalive 10 60\nping 0", True), ("client", "ping-exit 60\nping-restart 60", True),
+    ("client", "keepalive 0 0", True), ("server", "keepalive 0 0", True),
+    ("client", "keepalive 10 60\nping 10", False), ("p2p", "keepalive 10 60\nping-exit 60", False),
+    ("server", "keepalive 10 60\nping-restart 60", False), ("server", "ping 5\nkeepalive 10 60", False),
+    ("client", "ping-restart 60\nkeepalive 10 60", False), ("server", "keepalive 10 60\nping 0", True),
+    ("client", "ping-exit 60\nping-restart 60", True),
 ]
 CASES += CHECKS26
 

@@ -702,10 +702,20 @@ reg.apply("tls-timeout", why="control-packet retransmit timeout", sets=("tls_tim
 @reg.apply("keepalive", why="ping/ping-restart (the timeout doubled on a server, as OpenVPN)",
            sets=("keepalive",), used_by="parser", nargs=(2, 2))
 def _keepalive(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
-    i, t = p.int_arg(d, a[0], 1), p.int_arg(d, a[1], 1)
-    if i is not None and t is not None:
-        if t < 2 * i:
-            p.err(d, "the timeout must be at least twice the interval")
+    # (ping and ping-exit/-restart beside it: parser._option_conflicts, once the file is read)
+    i, t = p.int_arg(d, a[0], 0), p.int_arg(d, a[1], 0)
+    if i is None or t is None:
+        return
+    if i == 0 and t == 0:
+        # 2.6's helper_keepalive does nothing then (its "no keepalive"); before, ours refused the line.
+        p.note(d, "0 0: no keepalive (as OpenVPN 2.6)")
+        p.set("keepalive", None)        # (an earlier keepalive line undone, as in 2.6)
+        return
+    if i == 0 or t == 0:
+        p.err(d, "parameters must be > 0 (as OpenVPN 2.6 says)")
+    elif t < 2 * i:
+        p.err(d, "the timeout must be at least twice the interval")
+    else:
         p.set("keepalive", (i, t))
 
 

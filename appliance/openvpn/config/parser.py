@@ -342,6 +342,7 @@ def finish(p: ParseState) -> None:
         p.err("fragment", "--fragment can only be used with --proto udp (as OpenVPN 2.6)", line("fragment"))
     if server and o.client:
         p.err("client", "`client` and `server`/`mode server` cannot both be set", line("client"))
+    _option_conflicts(p, line)
     if server and "ifconfig" in o.source and o.dev_type == "tap":
         p.err("ifconfig", "a layer-2 server's address comes from `server NETWORK NETMASK` here (or none: a "
               "bridge port); `ifconfig` with dev tap is not supported", line("ifconfig"))
@@ -361,7 +362,7 @@ def finish(p: ParseState) -> None:
         if o.port_share is not None and o.proto != "tcp":
             p.err("port-share", "only works in TCP server mode (proto tcp-server), as in OpenVPN 2.6: a UDP "
                   "server has no connections to share", line("port_share"))
-        if o.keepalive and "ping" not in o.source:
+        if o.keepalive:     # (with ping/ping-restart/ping-exit refused: _option_conflicts)
             o.ping, o.ping_restart = o.keepalive[0], 2 * o.keepalive[1]
         if o.dev_type != "tap":
             # `server`, or its expansion written out; neither: addresses from ccd/scripts only (2.6)
@@ -624,6 +625,22 @@ def finish(p: ParseState) -> None:
         # after the block, not even p2p itself). (A p2p tls-server takes no blocks: p2p.py.)
         from .connection_entry import finish_entries
         finish_entries(p)
+
+
+def _option_conflicts(p: ParseState, line) -> None:
+    """2.6.14's start-up checks between directives that hold in every role (helper_keepalive,
+    options_postprocess_verify_ce): each refused at the line of the directive at fault, naming the
+    other, where 2.6 says "Options error" without a line. Before, ours let the later line win."""
+    o = p.o
+    if o.keepalive:
+        other = next((d for d, v in (("ping", o.ping), ("ping-restart", o.ping_restart), ("ping-exit", o.ping_exit))
+                      if v), None)
+        if other is not None:
+            # keepalive sets ping and ping-restart itself (a server's doubled); which of two
+            # settings would win depended on the role (ours) or stops the start (2.6).
+            p.err("keepalive", f"conflicts with {other} (line {line(other.replace('-', '_'))}): if you use "
+                  "keepalive, you don't need any of the other ping directives (as OpenVPN 2.6 says)",
+                  line("keepalive"))
 
 
 def _cipher_role(p: ParseState) -> None:
