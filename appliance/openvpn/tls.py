@@ -329,7 +329,8 @@ def check_offer(s: TlsSettings) -> None:
     """Raise ConfigError if these versions and algorithm restrictions leave nothing to negotiate:
     a client context restricted the same way must be able to write its ClientHello. OpenSSL
     accepts lists that fail only here, e.g. `tls-groups brainpoolP256r1` (no TLS 1.3 group, so
-    OpenSSL refuses to start) or `tls-version-max 1.1` with TLS 1.2-only ciphers. Run once before
+    OpenSSL refuses to start). (A tls-version-max below tls-version-min never gets here: the
+    parser refuses it at its line, as 2.6 does, since compat49.) Run once before
     start (settings.check_key_material), not per handshake: it costs a key-share generation."""
     ctx = SSL.Context(SSL.TLS_METHOD)
     _set_versions(ctx, s)

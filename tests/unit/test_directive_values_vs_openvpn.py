@@ -135,6 +135,9 @@ CHECKS26 = [
     ("p2p", "port-share 198.18.0.1 443", False), ("p2p", "vlan-tagging", False),
     # options_postprocess_verify_ce's TLS checks; options_postprocess_verify's dns; mutate's data-ciphers, compression
     ("client", "tls-server", False), ("p2p", "tls-client", False),
+    ("client", "tls-version-min 1.3\ntls-version-max 1.2", False),
+    ("p2p", "tls-version-min 1.3\ntls-version-max 1.2", False),
+    ("server", "tls-version-min 1.3\ntls-version-max 1.2", False),
     ("client", "tls-version-min 1.2\ntls-version-max 1.2", True),
     ("client", "pkcs11-providers /nonexistent.so", False),
     ("client", "management a49.sock unix\nmanagement-external-cert foo", False),
@@ -240,6 +243,8 @@ DELIBERATE = {
     ("client", "bind foo"): "2.6 ignores any word but ipv6only; a typo here is pointed at",
     ("client", "no-replay"): "replay protection cannot be switched off",
     # compat49: start-up checks where ours is stricter than 2.6.14 on purpose
+    ("client", "tls-version-max 1.1"): "below our lowest TLS version (1.2, tls-version-min's default here; 2.6's "
+                                       "is 1.0): no version would be left for a handshake",
     ("p2p", "nobind"): "a point-to-point tls-server here listens on its port; 2.6 takes it (a tls-server that "
                        "cannot be reached until it sends first)",
     ("client", "mtu-test"): "the MTU test is not implemented: refused, not ignored",

@@ -641,6 +641,16 @@ def _option_conflicts(p: ParseState, line) -> None:
             p.err("keepalive", f"conflicts with {other} (line {line(other.replace('-', '_'))}): if you use "
                   "keepalive, you don't need any of the other ping directives (as OpenVPN 2.6 says)",
                   line("keepalive"))
+    if o.tls_version_max is not None:
+        from ..tls import DEFAULT_TLS_VERSION_MIN
+        from .d_security import TLS_VERSIONS as TLS_ORDER       # lowest first (d_security imports this module)
+        vmin = o.tls_version_min or DEFAULT_TLS_VERSION_MIN
+        if TLS_ORDER.index(o.tls_version_max) < TLS_ORDER.index(vmin):
+            # No TLS version would be left to negotiate: every handshake would fail.
+            why = "" if o.tls_version_min else f" (ours without tls-version-min: {vmin}, never lower)"
+            p.err("tls-version-max", f"{o.tls_version_max} is below tls-version-min {vmin}{why}: no TLS version "
+                  "is left (OpenVPN 2.6: \"--tls-version-min bigger than --tls-version-max\")",
+                  line("tls_version_max"))
 
 
 def _cipher_role(p: ParseState) -> None:
