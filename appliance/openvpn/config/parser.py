@@ -651,6 +651,32 @@ def _option_conflicts(p: ParseState, line) -> None:
             p.err("tls-version-max", f"{o.tls_version_max} is below tls-version-min {vmin}{why}: no TLS version "
                   "is left (OpenVPN 2.6: \"--tls-version-min bigger than --tls-version-max\")",
                   line("tls_version_max"))
+    local_port = o.lport if o.lport is not None else o.port
+    ifconfig = o.ifconfig or ()
+    if o.server is not None and not ifconfig:
+        # the tunnel addresses `server` gives itself (2.6's helper.c): NETWORK+1, and NETWORK+2 as
+        # the peer of a net30/p2p TUN
+        net = int(ipaddress.IPv4Address(o.server[0]))
+        tun_p2p = o.dev_type != "tap" and (o.topology or "net30") != "subnet"
+        ifconfig = tuple(str(ipaddress.IPv4Address(net + k)) for k in ((1, 2) if tun_p2p else (1,)))
+    for r in o.remotes if o.local is not None else ():
+        if r.host == o.local and r.port == local_port:
+            # As 2.6 (options_postprocess_verify_ce): a peer that would send to itself.
+            p.err("local", f"{o.local} port {local_port} is the remote's address and port: --remote and --local "
+                  "addresses are the same (as OpenVPN 2.6 says)", line("local"))
+            break
+    # Outer addresses inside the tunnel: at the later of the two lines, naming the other.
+    tunnel = ("ifconfig", line("ifconfig")) if o.ifconfig else ("server", line("server"))
+    outer = [("local", o.local, line("local"))] if o.local is not None else []
+    outer += [("remote", r.host, next((ln for ln, a in p.remote_lines if a[0] == r.host), line("remotes")))
+              for r in o.remotes]
+    for d, host, at in outer:
+        if host in ifconfig:
+            later = max((d, at or 0), tunnel, key=lambda x: x[1] or 0)
+            other = tunnel[0] if later[0] == d else f"{d} {host}"
+            p.err(later[0], f"{host} is one of the tunnel's addresses ({other}): --local and --remote addresses "
+                  "must be distinct from --ifconfig addresses (as OpenVPN 2.6 says)", later[1])
+            break
 
 
 def _cipher_role(p: ParseState) -> None:
