@@ -67,6 +67,16 @@ def _server(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
               f"(/{POOL_MIN_PREFIX}) or higher), as OpenVPN 2.6 refuses it")
         return
     if net and mask:
+        n = ipaddress.IPv4Network(f"{net}/{mask}", strict=False)
+        if str(n.network_address) != net:
+            # As 2.6 (helper.c): a host address where the network belongs is a typo, not a pool.
+            p.err(d, f"network/netmask combination is invalid: {net} has host bits under {mask} (the network is "
+                  f"{n.network_address}), as OpenVPN 2.6 says")
+            return
+        if n.prefixlen < 16:
+            p.err(d, f"netmask {mask} allows for too many host addresses (subnet must be 255.255.0.0 (/16) or "
+                  "higher), as OpenVPN 2.6 says")
+            return
         p.set("server", (net, mask))
         p.set("server_nopool", len(a) > 2)
         p.set("mode", "server")

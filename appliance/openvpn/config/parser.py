@@ -359,6 +359,9 @@ def finish(p: ParseState) -> None:
             p.err("proto", "a server needs proto udp or tcp-server", o.source["tcp_client"][1])
         if o.shaper:
             p.err("shaper", "--shaper cannot be used with --mode server (as OpenVPN 2.6)", line("shaper"))
+        if o.connect_freq is not None and o.proto == "tcp":
+            p.err("connect-freq", "only works with --mode server --proto udp (as OpenVPN 2.6 says): a TCP server's "
+                  "new sessions are bounded by max-clients", line("connect_freq"))
         if o.port_share is not None and o.proto != "tcp":
             p.err("port-share", "only works in TCP server mode (proto tcp-server), as in OpenVPN 2.6: a UDP "
                   "server has no connections to share", line("port_share"))
@@ -391,6 +394,11 @@ def finish(p: ParseState) -> None:
             p.line = line("ifconfig_push_constraint")
             p.note("ifconfig-push-constraint", f"replaced by the server's network {o.server[0]} {o.server[1]}, "
                    "which `server` sets as the constraint with dev tap or topology subnet (as OpenVPN 2.6)")
+        if o.server_ipv6 is not None and o.server is not None and o.server_nopool:
+            # 2.6's helper.c: server-ipv6 always lays out an IPv6 pool, so `nopool` contradicts it.
+            p.err("server-ipv6", "is incompatible with `server ... nopool` (as OpenVPN 2.6 says): server-ipv6 "
+                  "always makes an IPv6 pool; give the addresses with ifconfig-ipv6 and ccd instead",
+                  line("server_ipv6"))
         if o.ifconfig_ipv6_pool is not None and o.server_ipv6 is not None:
             p.err("ifconfig-ipv6-pool", "server-ipv6 already lays out the IPv6 pool (from ::1000), so it cannot "
                   "be given as well (OpenVPN 2.6 refuses it too)", line("ifconfig_ipv6_pool"))

@@ -50,7 +50,7 @@ def finish_tun_server(p: "ParseState") -> None:
               "`ifconfig`, or write the server out without `server` (mode server, tls-server, ifconfig, "
               "ifconfig-pool)", line("ifconfig"))
         return
-    if o.server is None and o.ifconfig_pool_persist is not None and o.ifconfig_pool is None \
+    if (o.server is None or o.server_nopool) and o.ifconfig_pool_persist is not None and o.ifconfig_pool is None \
             and o.ifconfig_ipv6_pool is None and o.server_ipv6 is None:
         p.err("ifconfig-pool-persist", "must be used with ifconfig-pool or ifconfig-ipv6-pool (as OpenVPN 2.6)",
               line("ifconfig_pool_persist"))
