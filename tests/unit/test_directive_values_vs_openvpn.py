@@ -29,7 +29,9 @@ from appliance.openvpn.errors import ConfigError
 PEM = "<ca>\nx\n</ca>\n<cert>\nx\n</cert>\n<key>\nx\n</key>\n"
 BASES = {"client": "client\ndev tun\nremote 198.18.60.9\n" + PEM,                  # 12 lines
          "server": "dev tun\nserver 198.18.61.0 255.255.255.0\ndh none\n" + PEM,   # 12 lines
-         "p2p": "dev tun\nremote 198.18.60.9\nifconfig 10.9.0.1 10.9.0.2\ntls-server\ndh none\n" + PEM}
+         "p2p": "dev tun\nremote 198.18.60.9\nifconfig 10.9.0.1 10.9.0.2\ntls-server\ndh none\n" + PEM,
+         # neither role yet (compat49: `server-bridge`, or `mode server` written out, added to it)
+         "bare": "dev tun\ndh none\n" + PEM}
 
 # (base, line, ours takes it): what each found difference is now. Lines with \n are several.
 CASES = [
@@ -168,6 +170,14 @@ CHECKS26 = [
     ("server", "keepalive 10 60\nping-restart 60", False), ("server", "ping 5\nkeepalive 10 60", False),
     ("client", "ping-restart 60\nkeepalive 10 60", False), ("server", "keepalive 10 60\nping 0", True),
     ("client", "ping-exit 60\nping-restart 60", True),
+    # (the same from a bare device: server-bridge's and a written-out --mode server's own checks)
+    ("bare", "dev tap\nserver-bridge 10.8.0.4 255.255.255.0 10.9.0.50 10.8.0.100", False),
+    ("bare", "dev tap\nserver-bridge 10.8.0.4 255.255.255.0 10.8.0.50 10.8.0.100", True),
+    ("bare", "dev tap\nserver-bridge 10.8.0.4 255.255.255.0 10.8.0.50 10.8.0.100\nifconfig-pool 10.8.0.50 10.8.0.60",
+     False),
+    ("bare", "server-bridge 10.8.0.4 255.255.255.0 10.8.0.50 10.8.0.100", False),
+    ("bare", "ifconfig 10.8.0.1 10.8.0.2\nmode server", False),
+    ("bare", "ifconfig 10.8.0.1 10.8.0.2\nmode server\ntls-server", True),
 ]
 CASES += CHECKS26
 
@@ -315,7 +325,7 @@ def test_ours(case):
     ok, why = _ours(base, line)
     assert ok is taken, why
     if not ok:
-        # At the file and line of the directive at fault (the base is 12 lines; some checks
+        # At the file and line of the directive at fault (the base is 11-14 lines; some checks
         # name the directive's own line among several).
         assert why.startswith("/mem/p.conf:1"), why
 
