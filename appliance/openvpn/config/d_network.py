@@ -73,10 +73,6 @@ def _server(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
             p.err(d, f"network/netmask combination is invalid: {net} has host bits under {mask} (the network is "
                   f"{n.network_address}), as OpenVPN 2.6 says")
             return
-        if n.prefixlen < 16:
-            p.err(d, f"netmask {mask} allows for too many host addresses (subnet must be 255.255.0.0 (/16) or "
-                  "higher), as OpenVPN 2.6 says")
-            return
         p.set("server", (net, mask))
         p.set("server_nopool", len(a) > 2)
         p.set("mode", "server")
