@@ -24,7 +24,7 @@ from .keyunlock import unlock as unlock_key
 from .mss import INNER_HEADERS, encap_room
 from .occstring import TUN_MTU_DEFAULT, OccInputs
 from .passdb import PasswordDb
-from .layer2 import layer2_pool
+from .layer2 import layer2_pool, tap_address
 from .addresspool import AddressPool, AddressPool6
 from .session import Role, SessionConfig
 from .crl import background_reader, capath_warning
@@ -373,7 +373,7 @@ def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = No
         session_config=per_client, protection=kind, static_key=static_key,
         key_direction=opts.key_direction, auth_digest=opts.auth or "SHA1", v2_server_key=v2key, pool=pool,
         pool6=_pool6(opts), local_ip6=_local_ip6(opts),
-        local_ip4=_local_ip4(addressing, pool),
+        local_ip4=_local_ip4(addressing, pool, opts),
         push=push, client_to_client=opts.client_to_client, duplicate_cn=opts.duplicate_cn,
         max_clients=opts.max_clients, max_routes_per_client=opts.max_routes_per_client, hand_window=opts.hand_window, ccd=ccd_loader,
         ifconfig_push_constraint=_constraint(opts),
@@ -388,10 +388,14 @@ def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = No
     )
 
 
-def _local_ip4(addressing: Addressing | None, pool: AddressPool | None) -> bytes | None:
+def _local_ip4(addressing: Addressing | None, pool: AddressPool | None, opts: Options) -> bytes | None:
     """The server's own IPv4 address on its TUN (packets to it are its host's), packed: ifconfig's
-    (`server`'s NET+1), or a tap server's pool's."""
+    (`server`'s NET+1), or a tap server's pool's (server-bridge's IP). A tap `server NET MASK
+    nopool` has no pool but its TAP device still has NET+1 (review49a: a ccd's ifconfig-push of
+    it was admitted there, refused with the pool)."""
     ip = addressing.local if addressing is not None else pool.server_ip if pool is not None else None
+    if not ip and opts.dev_type == "tap" and (own := tap_address(opts)) is not None:
+        ip = own[0]
     return ipaddress.IPv4Address(ip).packed if ip else None
 
 

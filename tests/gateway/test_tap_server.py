@@ -191,6 +191,34 @@ def test_server_nopool_gives_only_ccd_addresses(pki, tmp_path):
     assert pushed.ifconfig == ("198.19.0.77", "255.255.255.0") and pushed.route_gateway == "198.19.0.1"
 
 
+@pytest.mark.parametrize("nopool", [False, True])
+def test_an_ifconfig_push_of_the_taps_own_address_refuses_the_client_with_or_without_a_pool(pki, tmp_path, caplog,
+                                                                                             nopool):
+    """review49a: a ccd `ifconfig-push` of the TAP device's own address (`server`'s NET+1)
+    refuses the client, saying why, as on a tun server (clientpush._lease_static) -- with
+    `nopool` too, where the server had no address to compare with and admitted it (its client
+    then shared the address with the server's host). Another client is served meanwhile."""
+    import logging
+    from appliance.gateway.server_files import ccd_loader
+    d = tmp_path / "ccd"
+    d.mkdir()
+    (d / "client0").write_text("ifconfig-push 198.19.0.1 255.255.255.0\n")
+    (d / "client1").write_text("ifconfig-push 198.19.0.77 255.255.255.0\n")
+    w = World()
+    conf = tap_conf(pki, f"client-config-dir {d}\n")
+    if nopool:
+        conf = conf.replace("255.255.255.0\n", "255.255.255.0 nopool\n", 1)
+    gw = w.add_server(conf)
+    gw.st.ccd = ccd_loader(str(d))
+    caplog.set_level(logging.INFO)
+    for n in (0, 1):
+        w.add_client(client_conf(pki, f"client{n}").replace("dev tun\n", "dev tap\n"))
+    said = "ifconfig-push 198.19.0.1 for 'client0' is the server's own address"
+    assert w.run(lambda: _up(w, 1) and said in caplog.text, max_time=30), caplog.text[-3000:]
+    assert not _up(w, 0), "client0 was admitted with the TAP device's own address"
+    assert w.client_nets[1].pushed.ifconfig == ("198.19.0.77", "255.255.255.0")
+
+
 def test_a_restart_in_place_keeps_its_macs_with_no_learn_address(pki, tmp_path, inline):
     """OpenVPN 2.6: a client restarting from its address and port is its instance going on
     (CAS_RECONNECT_PENDING); the MACs it learned stay its own, so its frames after the restart

@@ -193,3 +193,34 @@ def test_the_pool_bounds_are_debian_openvpns(tmp_path, dev, args, refused):
         assert all("fails with" in e or "Please correct" in e for e in errs), errs      # only the missing files
         o = parse(f"dev {dev}\n" + " ".join(args).replace("--", "") + "\n")
         assert layer2_pool(o, [])[0] is not None
+
+
+@pytest.mark.parametrize("text,where", [
+    ("dev tap\nserver 198.19.0.0 255.255.255.0 nopool\nifconfig-pool 198.19.0.1 198.19.0.50 255.255.255.0\n",
+     (14, "ifconfig-pool", "198.19.0.1")),
+    ("dev tap\nserver-bridge 198.19.1.4 255.255.255.0 198.19.1.2 198.19.1.20\n", (13, "server-bridge", "198.19.1.4")),
+])
+def test_a_layer2_pool_holding_the_servers_own_address_is_refused_at_its_line(text, where):
+    """review49a: the pool would hand the TAP device's address (server NET+1) or server-bridge's
+    IP to a client, whose ifconfig-push of it is refused; refused at the line, as a tun server's
+    pool (server_written_out.py). Pools beside it pass."""
+    (e,) = errors(text)
+    line, d, own = where
+    assert (e.line, e.directive) == (line, d) and f"server's own address {own}" in str(e)
+    parse(text.replace("198.19.0.1 198.19.0.50", "198.19.0.2 198.19.0.50").replace("198.19.1.2 ", "198.19.1.5 "))
+
+
+@pytest.mark.parametrize("text,own", [
+    ("dev tap\nserver 198.19.0.0 255.255.255.0\n", "198.19.0.1"),
+    ("dev tap\nserver 198.19.0.0 255.255.255.0 nopool\n", "198.19.0.1"),
+    ("dev tap\nserver-bridge 198.19.1.4 255.255.255.0 198.19.1.5 198.19.1.20\n", "198.19.1.4"),
+    ("dev tap\nserver-bridge\n", None),
+])
+def test_the_address_an_ifconfig_push_may_not_take_on_a_tap_server(text, own):
+    """The server's own IPv4 address that clientpush._lease_static refuses a client: the TAP
+    device's NET+1 with or without a pool (review49a: none with `nopool` before), server-bridge's
+    IP, none for a bridge port with DHCP."""
+    import ipaddress
+    from appliance.openvpn.settings import server_settings
+    st = server_settings(parse(text))
+    assert st.local_ip4 == (ipaddress.IPv4Address(own).packed if own else None)

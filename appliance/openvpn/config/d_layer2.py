@@ -145,12 +145,33 @@ def finish(p: ParseState) -> None:
     if isinstance(o.server_bridge, tuple) and o.ifconfig_pool is not None:
         p.err("ifconfig-pool", "server-bridge already defines the pool, so it cannot be given as well "
               "(OpenVPN 2.6 refuses it too)", line("ifconfig_pool"))
+    _pool_spares_own_address(p, line)
     if o.server is None and o.ifconfig_pool is not None and o.ifconfig_pool[2] is None:
         p.err("ifconfig-pool", "with dev tap and no `server`, the pool needs its netmask: ifconfig-pool START "
               "END NETMASK", line("ifconfig_pool"))
     if "topology" in o.source:
         p.line = line("topology")
         p.note("topology", "no effect with dev tap (a layer-2 server has one subnet), as in OpenVPN 2.6")
+
+
+def _pool_spares_own_address(p: ParseState, line) -> None:
+    """A layer-2 pool that would hand out the server's own address -- the TAP device's NET+1
+    (`server NET MASK` with `ifconfig-pool`), server-bridge's IP -- is refused at its line, as a
+    tun server's (server_written_out.py): its client would share the address with the server's
+    host (ARP answered by both), and an `ifconfig-push` of that address refuses the client
+    (clientpush._lease_static). OpenVPN 2.6 hands it out (review49a)."""
+    o = p.o
+    if o.server is not None and o.ifconfig_pool is not None:
+        own = str(ipaddress.IPv4Network(f"{o.server[0]}/{o.server[1]}", strict=False).network_address + 1)
+        d, at, (start, end) = "ifconfig-pool", line("ifconfig_pool"), o.ifconfig_pool[:2]
+    elif isinstance(o.server_bridge, tuple):
+        own, _, start, end = o.server_bridge
+        d, at = "server-bridge", line("server_bridge")
+    else:
+        return
+    if ipaddress.IPv4Address(start) <= ipaddress.IPv4Address(own) <= ipaddress.IPv4Address(end):
+        p.err(d, f"the pool {start}-{end} would hand out the server's own address {own} to a client: "
+              "leave it out of the range", at)
 
 
 def _in_file_order(p: ParseState) -> None:
