@@ -1744,8 +1744,8 @@ class Operations:
             return
         if not rec.alive or rec.connect_state != "pending":
             return
-        if ccd is not None and not d.connect_options(rec, ccd):
-            d.connect_result(rec, False, self.gw.clock(), reason="internal error")
+        if ccd is not None and (why := d.connect_options(rec, ccd)) is not None:
+            d.connect_result(rec, False, self.gw.clock(), reason=why)
             return
         if not self.learn.admit(rec, o.learn_address, self.env(rec, inf, "learn-address")):
             d.connect_result(rec, True, self.gw.clock())

@@ -354,8 +354,8 @@ class ClientPush:
         iroute. `temporary`: a refusal for now (AUTH_FAILED,TEMP: the client tries again)."""
         if not rec.alive or rec.connect_state != "pending":
             return
-        if ok and ccd is not None and not self.connect_options(rec, ccd):
-            ok, reason = False, "internal error"
+        if ok and ccd is not None and (why := self.connect_options(rec, ccd)) is not None:
+            ok, reason = False, why
         rec.connect_state = "done"
         if ok:
             self._check_constraint(rec)
@@ -363,23 +363,25 @@ class ClientPush:
         self._collect(rec)
         self._promote(rec)
 
-    def connect_options(self, rec: ClientRecord, ccd) -> bool:
+    def connect_options(self, rec: ClientRecord, ccd) -> str | None:
         """A client-connect script's (or client-auth's) options applied to a client still
-        waiting for its verdict; False if that failed (our bug: the client is then refused)."""
+        waiting for its verdict; if that failed, why (the client is then refused with it):
+        the options' own refusal, or "internal error" for our bug."""
         try:
             self._apply_connect_options(rec, ccd)
         except ClientRefused as e:
             # Not our bug: the options themselves refuse it (an ifconfig-ipv6-push with no remote
-            # address and no server IPv6 address to default to); the log says why.
+            # address and no server IPv6 address to default to, the server's own address); the
+            # log says why, and the client's end carries it (review49a: "internal error" before).
             self.events.append((rec, Warning(str(e))))
-            return False
+            return str(e)
         except Exception as e:  # noqa: BLE001 - our bug on this client's options: it ends
             # Never admitted without the options it was given (an address, iroutes, pushes
             # half applied or none): refused, and reported as our bug (the pump logs it and
             # ends the session, which frees whatever was applied).
             self._internal_errors.append(InternalError(rec, e, "applying a client's connect options"))
-            return False
-        return True
+            return "internal error"
+        return None
 
     # ---------------------------------------------------------------- learn-address
     def learnable(self, rec: ClientRecord) -> list[tuple[str, object]]:

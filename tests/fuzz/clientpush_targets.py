@@ -183,7 +183,7 @@ def make_client_push(grab=None):
             if type(e).__name__ != "PushDeferred":
                 raise
             script = _parse(second)
-            if script is not None and d.connect_options(rec, script):
+            if script is not None and d.connect_options(rec, script) is None:
                 used.append(script)
             elif script is not None:
                 errs = getattr(d, "_internal_errors", [])

@@ -9,6 +9,7 @@ logged at a limited rate. Other attacks of this kind and their tests: README, "F
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 
@@ -153,6 +154,13 @@ def test_a_client_pushed_the_servers_own_address_is_refused_with_the_reason(pki,
     assert not _up(w, 0), "client0 was admitted with the server's own address"
     assert w.client_addr(1) != SERVER_TUN
     ping_both_ways(w, 1, tag=b"after-refusal", tries=3)
+    # review49a: the client told AUTH_FAILED (as 2.6 tells a refused connect), its end logged with
+    # the reason (a client-connect's was "internal error"), and no address of the pool kept for it
+    # (client-connect's path had leased one before the verdict).
+    assert w.run(lambda: re.search(r"client0/\S+: disconnected: .*is the server's own address", caplog.text)
+                 and "authentication failed" in caplog.text, max_time=10), caplog.text[-3000:]
+    assert "disconnected: internal error" not in caplog.text
+    assert w.run(lambda: set(w.server.st.pool.leased) == {w.client_addr(1)}, max_time=10), w.server.st.pool.leased
 
 
 def test_a_lan_numbered_from_240_0_0_0_passes_as_with_2_6(pki, tmp_path):
