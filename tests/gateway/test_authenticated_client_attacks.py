@@ -115,6 +115,15 @@ def test_a_wide_iroute_does_not_take_the_servers_own_address_from_the_other_clie
     assert w.run(lambda: all(p in stun.written for p in to_server), max_time=10), \
         "the victim's packets for the server did not reach the server"
     assert not any(p in atun.written for p in to_server), "the server's own address was routed to client0"
+    # review49a: nor may client0 send AS the server from inside its iroute (_check_sources), the
+    # one way left to hold that address since a pushed one refuses the client; its site's pass.
+    victim4 = w.client_addr(1)
+    forged = [ipv4_udp(SERVER_TUN, victim4, b"as-server"), ipv6_udp(SERVER6, own6, b"as-server6")]
+    fine = [ipv4_udp("198.51.100.7", victim4, b"site-c2c"), ipv6_udp("2001:db8::7", own6, b"site6-c2c")]
+    for p in forged + fine:
+        atun.inject(p)
+    assert w.run(lambda: all(p in vtun.written for p in fine), max_time=10), "client0's own networks did not pass"
+    assert not any(p in vtun.written or p in stun.written for p in forged), "client0 sent as the server"
     _victim_unharmed(w, before, b"after-server-address")
 
 
