@@ -1506,6 +1506,12 @@ class ClientGateway(SignalWakes):
                 # is wrapped only now (end_batch's hold_flush).
                 s.flush_held(self.clock())
                 self._send(c, held + s.take_outgoing())
+                if s.events and self.conn is c:
+                    # That wrapping ended the session (the server left over SEND_QUEUE_MAX of
+                    # our messages unacknowledged; control replay ids used up): acted on now. A
+                    # closed session arms no timer, so it waited for the server's next datagram
+                    # -- from a server gone silent, never: a client "up" for ever, no reconnect.
+                    self._events(c)
         if self.conn is c:                  # a failed send may have ended it
             if self.mgmt is not None and not c.auth_said and s.peer_sid is not None:
                 c.auth_said = True

@@ -116,3 +116,33 @@ def test_the_ekm_key_block_is_exported_before_the_push_once_and_keys_the_data(pk
     assert calls == ([True] if advertise_ekm else []), calls
     assert s.ekm is advertise_ekm and s.keys[0].ekm_block is None        # taken, not kept
     ping_both_ways(w, 0)
+
+
+def test_a_held_flush_that_ends_the_session_restarts_the_client_though_the_server_goes_silent(pki):
+    """The held ACK's wrapping (flush_held, after the tunnel's set-up) can end the session: here the
+    server left more than SEND_QUEUE_MAX of our control messages unacknowledged when it pushed (the
+    reliability layer's own refusal, reliable.due). The client acts on that end in the same wake-up
+    and reconnects; before, the closed session armed no timer and its end was read only with the
+    server's next datagram -- from a server gone silent, never: a client "up" for ever."""
+    from appliance.openvpn.reliable import SEND_QUEUE_MAX, SEND_WINDOW
+    w, c, net, log = _client(pki, "none")
+    c.start()
+    s = c.conn.session
+    silent = []
+    real_established = s._set_established       # noqa: SLF001
+
+    def established():
+        real_established()
+        rel = s.keys[0].reliable
+        for _ in range(SEND_QUEUE_MAX + SEND_WINDOW + 1):
+            rel.enqueue(4, b"unacknowledged\0")     # P_CONTROL_V1 messages the server never acked
+        silent.append(w.clock())
+    s._set_established = established            # noqa: SLF001
+    real = w.net.deliver
+
+    def deliver(data, src, dst):
+        if not (silent and src[0] == SERVER_IP):     # not a datagram from the server after its push
+            real(data, src, dst)
+    w.net.deliver = deliver
+    assert w.run(lambda: c.conn is None or c.conn.session is not s, max_time=120), "the client never started over"
+    assert silent and s.closed and w.clock() - silent[0] < 5, (silent, w.clock())
