@@ -41,7 +41,7 @@ def server_addressing(opts: Options) -> Addressing | None:
     if opts.dev_type == "tap":
         return None
     topology = opts.topology or "net30"
-    own_pool = tuple(opts.ifconfig_pool[:2]) if opts.ifconfig_pool else None
+    own_pool = (opts.ifconfig_pool[0], opts.ifconfig_pool[1]) if opts.ifconfig_pool else None
     if opts.server is None:
         local, second = opts.ifconfig if opts.ifconfig else (None, None)
         mask = (opts.ifconfig_pool[2] if opts.ifconfig_pool else None) or (second if topology == "subnet" else None)
