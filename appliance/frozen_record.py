@@ -46,6 +46,7 @@ def _eq_and_hash(names: tuple[str, ...]) -> tuple[Callable[[Any, object], bool],
 
 
 _set = object.__setattr__
+_ABSENT = object()
 
 
 # dataclass_transform (PEP 681): type checkers take each subclass's annotations as the fields of a
@@ -81,10 +82,13 @@ class FrozenRecord:
         cls._fields, cls._defaults, cls.__match_args__ = fields, defaults, fields
         cls._shown = tuple(n for n in fields if n not in cls._not_shown)
         cls._compared = tuple(n for n in fields if n not in cls._not_compared)
+        # A class's own __eq__ and __hash__ are kept, as a dataclass keeps them; the None Python sets
+        # for an own __eq__ is not an own __hash__: a dataclass (frozen, eq) writes one then too.
+        own_eq, own_hash = "__eq__" in cls.__dict__, cls.__dict__.get("__hash__", _ABSENT)
         eq, hash_ = _eq_and_hash(cls._compared)
-        if "__eq__" not in cls.__dict__:        # a class's own, as a dataclass keeps it
+        if not own_eq:
             cls.__eq__ = eq                     # type: ignore[method-assign,assignment]
-        if "__hash__" not in cls.__dict__:
+        if own_hash is _ABSENT or (own_hash is None and own_eq):
             cls.__hash__ = hash_                # type: ignore[method-assign,assignment]
         for n, v in defaults.items():       # as a dataclass refuses them: one list shared by every record
             if type(v).__hash__ is None:

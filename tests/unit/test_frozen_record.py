@@ -189,3 +189,31 @@ def test_type_checkers_see_frozen_dataclass_fields():
     told = FrozenRecord.__dataclass_transform__                  # type: ignore[attr-defined]
     assert told["eq_default"] is True
     assert {**told, **told.get("kwargs", {})}["frozen_default"] is True         # 3.11: among kwargs
+
+
+def test_an_own_eq_without_hash_still_hashes_as_the_dataclass():
+    @dataclass(frozen=True)
+    class DE:
+        a: int
+
+        def __eq__(self, other):
+            return isinstance(other, DE) and self.a % 10 == other.a % 10
+
+    class RE(FrozenRecord):
+        a: int
+
+        def __eq__(self, other):
+            return isinstance(other, RE) and self.a % 10 == other.a % 10
+
+    assert RE(1) == RE(11) and DE(1) == DE(11)                   # the class's own ==, kept
+    assert hash(RE(3)) == hash(DE(3)) == hash((3,))              # a hash written for it, as there
+
+
+def test_an_explicit_unhashable_record_stays_unhashable():
+    class RU(FrozenRecord):
+        a: int
+        __hash__ = None                                          # type: ignore[assignment]
+
+    assert RU(1) == RU(1)
+    with pytest.raises(TypeError):
+        hash(RU(1))
