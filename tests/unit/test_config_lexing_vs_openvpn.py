@@ -122,6 +122,12 @@ STRUCT: list[tuple[str, dict[str, str], object]] = [
     ("tag-space-before-gt", {"p.conf": HEAD + "<ca >\nx\n</ca>\n" + PEM[13:]}, "unknown"),
     ("tag-upper", {"p.conf": HEAD + "<CA>\nx\n</CA>\n" + PEM[13:]}, "unknown"),
     ("end-tag-comment", {"p.conf": HEAD + "<ca>\nx\n</ca> # end\n" + PEM[13:]}, None),
+    # Windows profiles: blanks, a CR, a U+00A0 (pasted from a web page) after the end tag hide
+    # nothing and 2.6 takes them (review49d); a BOM there is text, a stray end tag too
+    ("end-tag-blanks-crlf", {"p.conf": HEAD + "<ca>\r\nx\r\n</ca> \t \r\n" + PEM[13:]}, None),
+    ("end-tag-nbsp", {"p.conf": HEAD + "<ca>\nx\n</ca>\xa0\n" + PEM[13:]}, None),
+    ("end-tag-nbsp-comment", {"p.conf": HEAD + "<ca>\nx\n</ca>\xa0; end\n" + PEM[13:]}, None),
+    ("end-tag-two-tags", {"p.conf": HEAD + "<ca>\nx\n</ca></cert>\n" + PEM[13:]}, "text after the end tag"),
     ("end-tag-other-case", {"p.conf": HEAD + "<ca>\nx\n</CA>\n" + PEM[13:]}, "not closed"),
     ("end-tag-missing", {"p.conf": BASE + "<tls-auth>\nx\n"}, "not closed"),
     ("end-tag-text", {"p.conf": HEAD + "<ca>\nx\n</ca>x\n" + PEM[13:]}, "text after the end tag"),

@@ -236,8 +236,9 @@ def _after_end_tag(rest: str) -> str | None:
     """Why the text after an inline block's end tag on its line is refused, or None. 2.6 ends the
     block at any line starting (after blanks) with `</tag>` and drops the rest of that line
     unread: `</ca> verify-x509-name ...` would be a security directive silently ignored, so
-    anything but blanks or a comment there is refused."""
-    rest = rest.strip(_C_BLANKS)
+    anything but blanks or a comment there is refused. Blanks here in Python's wider sense: a
+    U+00A0 (a profile pasted from a web page) hides no directive and 2.6 takes it (review49d)."""
+    rest = rest.strip()
     if not rest or rest[0] in "#;":
         return None
     return ("text after the end tag on its line: OpenVPN 2.6 ignores it unread; put it on a line of its own "
