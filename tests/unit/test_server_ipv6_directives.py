@@ -2,6 +2,10 @@
 config/ccd.py): what OpenVPN 2.6 takes works, anything else fails at its file:line."""
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+
 import pytest
 
 from appliance.gateway.server_net import ServerTunnelNetwork
@@ -50,6 +54,9 @@ def test_route_ipv6_forms_as_openvpn_reads_them():
     ("server-ipv6 fd00:77::/64\nifconfig-ipv6-pool fd00:77::1000/64", "server-ipv6 already lays out the IPv6 pool"),
     ("ifconfig-ipv6 fd00:77::1/64 fd00:77::2\nifconfig-ipv6-pool fd00:77::1000/48", "between /64 and /124"),
     ("ifconfig-ipv6 fd00:77::1/48 fd00:77::2", "between 64 and 124"),
+    ("server-ipv6 fd00:77::/63", "between /64 and /124 (not /63)"),      # 2.6.14 refuses it in these words
+    ("server-ipv6 fd00:77::/32", "between /64 and /124 (not /32)"),
+    ("server-ipv6 fd00:77::/125", "between /64 and /124 (not /125)"),
     ("ifconfig-ipv6 fd00:77::1/64 198.18.0.1", "must be valid addresses"),
     ("ifconfig-ipv6 fd00:77::1/64", "expects"),
     ("iroute-ipv6 fd00:99::/48", "belongs in a client-config-dir file"),
@@ -153,3 +160,31 @@ def test_ifconfig_ipv6_and_its_pool_in_a_client_profile_fail_at_their_lines():
     n = GOOD_CLIENT.count("\n")
     assert any(e.startswith(f"/p/c.ovpn:{n + 1}: ifconfig-ipv6: a client here takes") for e in errs), errs
     assert any(e.startswith(f"/p/c.ovpn:{n + 2}: ifconfig-ipv6-pool: is a server directive") for e in errs), errs
+
+
+@pytest.mark.openvpn
+@pytest.mark.skipif(not (shutil.which("openvpn") or os.path.exists("/usr/sbin/openvpn")), reason="needs openvpn")
+@pytest.mark.parametrize("net, refused", [
+    ("fd00:77::/32", True), ("fd00:77::/63", True), ("fd00:77::/125", True),
+    ("fd00:77::/64", False), ("fd00:77::/124", False),
+])
+def test_server_ipv6_bounds_are_debian_openvpns(tmp_path, net, refused):
+    """Debian's 2.6.14 on the same `server-ipv6` (review49d: ours took a /32 that 2.6 refuses):
+    it refuses what we refuse in the words we quote, before reading any file, and takes the
+    bounds (then stops at the missing key files, which we do not give it)."""
+    exe = shutil.which("openvpn") or "/usr/sbin/openvpn"
+    none = str(tmp_path / "none")
+    p = subprocess.run([exe, "--dev", "tun", "--server", "198.18.77.0", "255.255.255.0", "--server-ipv6", net,
+                        "--dh", "none", "--ca", none, "--cert", none, "--key", none, "--verb", "1"],
+                       capture_output=True, text=True, timeout=20)
+    errs = [x for x in (p.stdout + p.stderr).splitlines() if "Options error" in x]
+    assert p.returncode != 0 and errs, p.stdout + p.stderr
+    bits = net.split("/")[1]
+    want = f"between /64 and /124 (not /{bits})"
+    if refused:
+        assert want in errs[0], errs
+        ours = _fails(f"server-ipv6 {net}\n")
+        assert len(ours) == 1 and ours[0].startswith(f"{PATH}:{AT}: ") and want in ours[0], ours
+    else:
+        assert all("fails with" in e or "Please correct" in e for e in errs), errs      # only the missing files
+        assert _srv(f"server-ipv6 {net}\n").server_ipv6 == net

@@ -86,8 +86,9 @@ def _server_ipv6(p: ParseState, d: str, a: list[str], inline: str | None) -> Non
     except ValueError:
         p.err(d, f"not an IPv6 network: {a[0]!r}")
         return
-    if net.prefixlen > 124:
-        p.err(d, "the IPv6 pool needs a prefix of /124 or shorter")
+    if not 64 <= net.prefixlen <= 124:
+        # As 2.6.14's helper.c: a /32 was taken here, a config 2.6 refuses (review49d).
+        p.err(d, f"network must be between /64 and /124 (not /{net.prefixlen}), as OpenVPN 2.6")
         return
     p.set("server_ipv6", str(net))
 
