@@ -168,3 +168,22 @@ def test_another_line_spelt_in_another_case_is_skipped_as_26_skips_it(line, capl
     """compat47: `PING 10` is unknown to 2.6 (skipped, the client connected); ours applied it."""
     c = parse_ccd("# alice\n" + line + "\n", PATH)
     assert [n for n, _, _ in c.skipped] == [2] and c.ping is None and c.comp is None and not c.disable
+
+
+@pytest.mark.parametrize("line,meant,odd", [
+    ("disable\xa0", "disable", "U+00A0"), ("\xa0disable", "disable", "U+00A0"),
+    ("DISABLE\u2028", "disable", "U+2028"), ("iroute\xa0 198.18.9.0 255.255.255.0", "iroute", "U+00A0"),
+    ("push-reset\ufeff", "push-reset", "U+FEFF"), ("setenv opt disable\xa0", "disable", "U+00A0"),
+])
+def test_a_security_line_with_a_look_alike_blank_refuses_the_client(line, meant, odd):
+    """review49d: since lexdiff49 a U+00A0 is text, as 2.6 reads it, so `disable<U+00A0>` (Notepad,
+    a web page) is an unknown name that 2.6 skips, letting the client in; the old lexer stripped it
+    and disabled the client. Refused, naming the line, the spelling 2.6 takes and the character."""
+    text = _refused(line)
+    assert f"write `{meant}`" in text and odd in text, text
+
+
+@pytest.mark.parametrize("line", ["echo\xa0 x", "dis\xa0able", "ping\xa0 10"])
+def test_another_line_with_a_look_alike_blank_is_skipped_as_26_skips_it(line):
+    c = parse_ccd("# alice\n" + line + "\n", PATH)
+    assert [n for n, _, _ in c.skipped] == [2] and c.ping is None and not c.disable

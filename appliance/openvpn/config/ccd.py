@@ -11,7 +11,7 @@ from ..keymethod import PUSH_CONTROL_BYTE, refused_in_control_text
 from ..peernames import for_display
 from .ipv6 import network6, prefix6
 from .directives import case_variant
-from .lexer import lines
+from .lexer import blank_hint, lines, without_odd_blanks
 from .model import CcdOptions, ConfigErrors
 
 log = logging.getLogger(__name__)
@@ -113,6 +113,17 @@ SKIPPED_CONTEXT = ("not a per-client option: skipped, the client connected witho
                    "(\"option cannot be used in this context\")")
 
 
+def _access_variant(d: str) -> str | None:
+    """The access-deciding directive `d` is a variant of, which 2.6 skips as unknown: another case
+    (`DISABLE`) or a look-alike blank at an end (`disable\u00a0`, a U+00A0 from a web page or
+    Notepad: the lexer once stripped it, so such a line disabled its client; as 2.6 reads it, it
+    would let the client in). None when `d` is spelled right or means nothing of the kind."""
+    bare = without_odd_blanks(d)
+    if bare != d and _decides_access(bare):
+        return bare
+    return case_variant(bare, _decides_access)
+
+
 def _decides_access(name: str) -> bool:
     """Whether a per-client line named `name` (spelled right) is one whose loss would let a client
     in, or give it more, than the file says: the EXACT lines and the table's access set."""
@@ -176,12 +187,12 @@ def parse_ccd(text: str, path: str = "<ccd>") -> CcdOptions:
             d, a = a[1], a[2:]                  # 2.6 reads `setenv opt X ...` as X, a warning if unknown
         n = ln.number
         where = f"{path}:{n}"
-        meant = case_variant(d, _decides_access)
+        meant = _access_variant(d)
         if meant is not None:
             # `IROUTE`, `Disable`: unknown to 2.6, which skips the line and lets the client in
             # without it -- a `DISABLE` would admit the client it was written to shut out.
             # Refused like a malformed line of its kind (the EXACT set, the access set).
-            refuse(CASE_VARIANT.format(meant=meant), n, d)
+            refuse(CASE_VARIANT.format(meant=meant) + blank_hint(d), n, d)
             continue
         if d in EXACT:
             why = _not_exact(d, a, ln.inline is not None)

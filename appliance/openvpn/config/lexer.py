@@ -213,6 +213,12 @@ def blank_hint(word: str) -> str:
             "LF, VT and FF as blanks, and a byte-order mark only at the file's start)")
 
 
+def without_odd_blanks(word: str) -> str:
+    """`word` without the characters that look blank but are not to 2.6 (blank_hint's) at its
+    ends: the directive an operator meant by `disable\u00a0` (review49d)."""
+    return word.strip("".join(sorted({c for c in word if (c.isspace() and c not in _C_BLANKS) or c == _BOM})))
+
+
 def _strip_dashes(word: str) -> str:
     """The directive without a leading `--`, as 2.6's bypass_doubledash: only from a word of 3
     characters or more (a lone `--` stays `--`, an unknown directive)."""
