@@ -6,6 +6,7 @@ reset/cookie check kept the key of the start, so after a rotation no client coul
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -326,3 +327,25 @@ def test_a_reload_ends_a_client_its_ccd_file_now_refuses(pki, tmp_path, edit):
     assert gw.ops.reload()
     assert w.run(lambda: not by_cn["client0"].alive, max_time=10), "the client its ccd file refuses was kept"
     assert by_cn["client1"].alive
+
+
+@pytest.mark.parametrize("before, after, why", [
+    ("server 198.19.0.0 255.255.255.0", "server 198.19.0.0 255.0.0.0", "allows for too many host addresses"),
+    ("server 198.19.0.0 255.255.255.0", "server 198.19.0.0 255.255.255.0\nserver-ipv6 fd00:77::/32",
+     "between /64 and /124 (not /32)"),
+])
+def test_a_reload_that_widens_the_pool_past_2_6s_bounds_is_refused_at_its_line(pki, caplog, before, after, why):
+    """review49d: the bounds (fuzz49's /16, 2.6's /64..124 for server-ipv6) hold at a reload as at
+    the start -- the widened config is refused naming its file and line, and the server runs on
+    with the pool it had (a /8 built 16.7 million addresses at start before fuzz49)."""
+    import logging
+    w = World()
+    gw, holder = w.add_reloadable_server(server_conf(pki))
+    pool = gw.d.st.pool
+    holder["conf"] = server_conf(pki).replace(before, after)
+    with caplog.at_level(logging.ERROR):
+        assert gw.ops.reload() is False
+    text = caplog.text
+    assert "the new config is not used" in text and why in text, text
+    assert re.search(r"/mem/server\.conf:\d+: server(-ipv6)?: ", text), text
+    assert gw.d.st.pool is pool and pool.size == 253
