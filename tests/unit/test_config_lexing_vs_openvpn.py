@@ -281,3 +281,17 @@ def test_generated_lines_as_debians_openvpn(judged):
     both_taken = sum(1 for _, o, t in gen.values() if o[0] and t[0] and o[1] is not None)
     both_refused = sum(1 for _, o, t in gen.values() if not o[0] and not t[0])
     assert len(gen) == COUNT and both_taken >= COUNT // 8 and both_refused >= COUNT // 8, (both_taken, both_refused)
+
+
+@pytest.mark.parametrize("line, says", [
+    # lexdiff49's reasons, which the structural cases match only in part (review49d: reverting
+    # either wording passed every test)
+    ("verify-x509-name a\\\n", "keeps that newline in the word"),
+    ("\xa0verify-x509-name a\n", "it holds U+00A0: OpenVPN reads only space, tab, CR, LF, VT and FF as blanks"),
+    ("verify-x509-name\u2028 a\n", "it holds U+2028"),
+])
+def test_a_refusal_says_how_2_6_reads_the_line(tmp_path, line, says):
+    p = tmp_path / "p.conf"
+    p.write_bytes((BASE + line).encode())
+    ok, got = _ours(p)
+    assert not ok and got.startswith(f"{p}:14: ") and says in got, got
