@@ -295,3 +295,17 @@ def test_a_refusal_says_how_2_6_reads_the_line(tmp_path, line, says):
     p.write_bytes((BASE + line).encode())
     ok, got = _ours(p)
     assert not ok and got.startswith(f"{p}:14: ") and says in got, got
+
+
+@pytest.mark.parametrize("text, word", [
+    ("x\u2028y \"unterminated\n", "x\u2028y"),               # a tokenize error: 2.6's first word, U+2028 in it
+    ("\xa0" + "a" * 300 + "\n", "\xa0" + "a" * 31 + "..."),    # a too-long line
+    ("--\x1cz 'open\n", "\x1cz"),
+])
+def test_an_unusable_line_is_named_by_its_first_word_as_2_6_splits_it(text, word):
+    """The name an error shows for a line that cannot be read: its first word with C's blanks
+    only (review49d: reverting lexdiff49's _start_word, or its use for a tokenize error, showed
+    `x` for `x<U+2028>y`, a word 2.6 never sees)."""
+    from appliance.openvpn.config.lexer import lines
+    (ln,) = list(lines(text))
+    assert ln.tokens is None and ln.first_word == word, ln
