@@ -178,6 +178,26 @@ CHECKS26 = [
     ("bare", "server-bridge 10.8.0.4 255.255.255.0 10.8.0.50 10.8.0.100", False),
     ("bare", "ifconfig 10.8.0.1 10.8.0.2\nmode server", False),
     ("bare", "ifconfig 10.8.0.1 10.8.0.2\nmode server\ntls-server", True),
+    # review49f: 2.6 compares each connection entry's own strings -- `rport` is not the local port,
+    # a later `port` is; a <connection> block's own lport/local (or inherited ones); names unresolved
+    ("client", "local 198.18.60.9\nrport 1195", True), ("client", "port 1195\nlocal 198.18.60.9\nrport 1196", True),
+    ("bare", "client\nremote 198.18.60.21\nlocal 198.18.60.21\nlport 1195\nport 1196", False),
+    ("bare", "client\nremote 198.18.60.21\nlocal 198.18.60.21\nport 1196\nlport 1195", True),
+    ("bare", "client\nremote 198.18.60.20\nremote 198.18.60.21 1195\nlocal 198.18.60.21", True),
+    ("bare", "client\nlocal 198.18.60.20\n<connection>\nremote 198.18.60.20\nlport 1195\n</connection>", True),
+    ("bare", "client\nlocal 198.18.60.20\n<connection>\nremote 198.18.60.20\nlocal 198.18.60.22\n</connection>",
+     True),
+    ("bare", "client\nlocal 198.18.60.20\n<connection>\nremote 198.18.60.20\n</connection>", False),
+    ("bare", "client\n<connection>\nremote 198.18.60.21\n</connection>\n<connection>\nremote 198.18.60.20\n"
+     "local 198.18.60.20\n</connection>", False),
+    ("bare", "ifconfig 10.9.0.1 10.9.0.2\ntls-client\n<connection>\nremote 198.18.60.1\nlocal 10.9.0.1\n"
+     "</connection>", False),
+    ("bare", "client\nremote vpn.example.com\nlocal vpn.example.com", False),
+    ("bare", "client\nremote vpn.example.com\nlocal VPN.example.com", True),
+    ("client", "local localhost\nremote 127.0.0.1", True), ("client", "local ::1\nremote 0::1", True),
+    ("client", "local ::1\nremote ::1", False),
+    ("bare", "ifconfig 10.9.0.1 10.9.0.2\nifconfig-ipv6 2001:db8::1 2001:db8::2\ntls-server\nremote 2001:db8::2", True),
+    ("server", "server-ipv6 2001:db8::/64\nlocal 2001:db8::1", True),
 ]
 CASES += CHECKS26
 

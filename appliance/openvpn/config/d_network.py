@@ -137,6 +137,8 @@ def _port(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     n = p.int_arg(d, a[0], 1, 65535)
     if n is not None:
         p.set("port", n)
+        if d == "port":
+            p.local_port[id(p.o)] = n
 
 
 @reg.apply("lport", why="local port of the server socket; a client's socket is bound to it (as with `bind`)",
@@ -145,6 +147,7 @@ def _lport(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     n = p.int_arg(d, a[0], 0, 65535)
     if n is not None:
         p.set("lport", n)
+        p.local_port[id(p.o)] = n
 
 
 @reg.apply("bind", why="a server binds its port anyway; a client binds its socket to `lport` (else `port`) "

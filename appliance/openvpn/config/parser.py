@@ -67,6 +67,9 @@ class ParseState:
         self.errors: list[ConfigError] = []
         self.ignore_unknown: set[str] = set()
         self.remote_lines: list[tuple[int, list[str]]] = []
+        # id(Options) (the profile's, each <connection> block's) -> its last `port`/`lport` value:
+        # OpenVPN 2.6's local port, which `rport` leaves alone (ours keeps rport in Options.port)
+        self.local_port: dict[int, int] = {}
         self.inline_blocks: dict[str, str] = {}      # tag -> text of an inline block seen so far
         self.pending_inline: dict[str, int] = {}     # `X [inline]` lines still waiting for <X>
         self.current: Directive | None = None
@@ -659,7 +662,6 @@ def _option_conflicts(p: ParseState, line) -> None:
             p.err("tls-version-max", f"{o.tls_version_max} is below tls-version-min {vmin}{why}: no TLS version "
                   "is left (OpenVPN 2.6: \"--tls-version-min bigger than --tls-version-max\")",
                   line("tls_version_max"))
-    local_port = o.lport if o.lport is not None else o.port
     ifconfig = o.ifconfig or ()
     if o.server is not None and not ifconfig:
         # the tunnel addresses `server` gives itself (2.6's helper.c): NETWORK+1, and NETWORK+2 as
@@ -667,17 +669,22 @@ def _option_conflicts(p: ParseState, line) -> None:
         net = int(ipaddress.IPv4Address(o.server[0]))
         tun_p2p = o.dev_type != "tap" and (o.topology or "net30") != "subnet"
         ifconfig = tuple(str(ipaddress.IPv4Address(net + k)) for k in ((1, 2) if tun_p2p else (1,)))
-    for r in o.remotes if o.local is not None else ():
-        if r.host == o.local and r.port == local_port:
+    # 2.6 compares each connection entry's own strings (a <connection> block's local and port, as
+    # the block set or inherited them; names unresolved): review49f
+    outer = [("local", o.local, line("local"))] if o.local is not None and not o.remotes else []
+    for r in o.remotes:
+        e = r.entry if r.entry is not None else o
+        at_local = e.source.get("local", o.source.get("local", (None, None)))[1]
+        local_port = p.local_port.get(id(e), 1194)
+        if e.local is not None and r.host == e.local and r.port == local_port:
             # As 2.6 (options_postprocess_verify_ce): a peer that would send to itself.
-            p.err("local", f"{o.local} port {local_port} is the remote's address and port: --remote and --local "
-                  "addresses are the same (as OpenVPN 2.6 says)", line("local"))
+            p.err("local", f"{e.local} port {local_port} is the remote's address and port: --remote and --local "
+                  "addresses are the same (as OpenVPN 2.6 says)", at_local)
             break
+        outer += [("local", e.local, at_local)] if e.local is not None else []
+        outer.append(("remote", r.host, next((ln for ln, a in p.remote_lines if a[0] == r.host), line("remotes"))))
     # Outer addresses inside the tunnel: at the later of the two lines, naming the other.
     tunnel = ("ifconfig", line("ifconfig")) if o.ifconfig else ("server", line("server"))
-    outer = [("local", o.local, line("local"))] if o.local is not None else []
-    outer += [("remote", r.host, next((ln for ln, a in p.remote_lines if a[0] == r.host), line("remotes")))
-              for r in o.remotes]
     for d, host, at in outer:
         if host in ifconfig:
             later = max((d, at or 0), tunnel, key=lambda x: x[1] or 0)
