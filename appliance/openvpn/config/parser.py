@@ -649,7 +649,11 @@ def _option_conflicts(p: ParseState, line) -> None:
         if other is not None:
             # keepalive sets ping and ping-restart itself (a server's doubled); which of two
             # settings would win depended on the role (ours) or stops the start (2.6).
-            p.err("keepalive", f"conflicts with {other} (line {line(other.replace('-', '_'))}): if you use "
+            path, ln = o.source.get(other.replace("-", "_"), (None, None))
+            path = getattr(ln, "path", path)        # (a Loc names its own file)
+            here = getattr(line("keepalive"), "path", o.source.get("keepalive", (None,))[0])
+            at = f"line {ln}" if path == here or path is None else f"{path}:{ln}"    # (--keepalive beside a file's ping)
+            p.err("keepalive", f"conflicts with {other} ({at}): if you use "
                   "keepalive, you don't need any of the other ping directives (as OpenVPN 2.6 says)",
                   line("keepalive"))
     if o.tls_version_max is not None:
