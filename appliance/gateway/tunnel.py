@@ -396,8 +396,7 @@ class TunnelNetwork(_TunAndRoutes):
         # route-nopull the server's routes, redirect and block-ipv6 never got into it, and the
         # profile's stay, as with OpenVPN 2.6 (route-nopull only refuses pushed options).
         self.block_ipv6 = pushed.block_ipv6
-        if self.routes is not None:
-            self.routes.remove_all()
+        self._routes_replaced()
         # The paths that exist without the tunnel (OpenVPN's net_gateway), looked up before any
         # tunnel route goes in: excluded routes and block-local use them. Only when the push
         # has such a route: each lookup is a dump of the routing table, on the way to the first packet.
@@ -408,7 +407,7 @@ class TunnelNetwork(_TunAndRoutes):
         # default gateway it found before any tunnel route): looked up after the tunnel's address
         # and routes, a pushed route or a subnet covering the server's address sent the server's
         # own packets into the tunnel, and the tunnel died of it.
-        server_path = (RouteSet.path_to(remote_ip, not_dev=self.tun.name)
+        server_path = (self._path_past_holds(remote_ip)
                        if self._server_needs_host_route(pushed, remote_ip) else None)
         local, second = pushed.ifconfig
         self._address_outside_lan(pushed)
@@ -435,7 +434,6 @@ class TunnelNetwork(_TunAndRoutes):
             add_address6(self.tun.name, addr6, int(plen or 64), added=self.addrs)
             log.info("tun %s: IPv6 address %s", self.tun.name, pushed.ifconfig_ipv6[0])
             has6 = True
-        self.routes = RouteSet(self._nl)
         if routes_wait_for_dhcp(self.opts, pushed):
             self._wait_for_router(pushed, remote_ip, has6, server_path)
         elif waits_for_router_alone(self.opts, pushed, self._redirect4(pushed)):
@@ -451,6 +449,8 @@ class TunnelNetwork(_TunAndRoutes):
                      "in the config" if self.opts.redirect_gateway is not None else "none", len(self.opts.route))
         else:
             self._all_routes(pushed, remote_ip, ng4, ng6, has6, server_path)
+        if self.routes_waiting is None or self.routes_waiting[3] != "dhcp":
+            self.routes.release_holds()         # the last push's redirect, covered until now
         if pushed.dns:
             # applied (or not) by host/resolver.py; a push may name ~1000 (eventlog.MAX_SUMMARY_ITEMS)
             log.info("server pushed DNS %s", some_of(pushed.dns, "servers", ", "))
@@ -536,7 +536,7 @@ class TunnelNetwork(_TunAndRoutes):
             if self.routes is None:
                 self.routes = RouteSet(self._nl)
             if server_path is None and self._server_needs_host_route(pushed, remote_ip):
-                server_path = RouteSet.path_to(remote_ip, not_dev=self.tun.name)
+                server_path = self._path_past_holds(remote_ip)
             if server_path is not None:
                 self.routes.keep_path_to(remote_ip, server_path)      # before the holds: the tunnel's own way
             for v6 in (False, True):
@@ -550,6 +550,10 @@ class TunnelNetwork(_TunAndRoutes):
                         continue                # a host without IPv6: nothing to hold
                     raise _redirect_refused(f"{'IPv6 redirect' if v6 else 'redirect-gateway def1'} held "
                                             "until the DHCP router", self.tun.name, None, e) from e
+        if self.routes is not None:
+            for v6 in (False, True):
+                if self.opts.route_noexec or not (redirect6 if v6 else redirect4):
+                    self.routes.release_holds(v6)   # the last push's, not this one's (_routes_replaced)
         self._wait_for_delay(pushed, remote_ip, has6, "dhcp", server_path)
         gateless = [f"{n} {m}" for n, m, g, _x in [*pushed.routes, *self.opts.route]
                     if g is None or not _is_v4(g) and g != "net_gateway"]
@@ -594,7 +598,7 @@ class TunnelNetwork(_TunAndRoutes):
             ng4 = RouteSet.net_gateway(False, not_dev=self.tun.name) if need4 else None
             ng6 = RouteSet.net_gateway(True, not_dev=self.tun.name) if need6 else None
             server_path = kept_path if kept_path is not None else (
-                RouteSet.path_to(remote_ip, not_dev=self.tun.name)
+                self._path_past_holds(remote_ip)
                 if self._server_needs_host_route(pushed, remote_ip) else None)
             self._delayed = kind == "dhcp"
             try:
@@ -620,6 +624,36 @@ class TunnelNetwork(_TunAndRoutes):
         finally:
             self._delayed = False
             self._record_routes()
+
+    def _routes_replaced(self) -> None:
+        """The last push's routes go, a new RouteSet in their place. Why not remove_all alone: the
+        last push's redirect halves (or their holds) gone, traffic to the outside took the host's
+        own default route until the new push's halves or holds went in (a failover, a changed
+        push, the push after a failed DHCP-router wait), while the client keeps the routes across
+        a reconnect so that nothing leaves outside the tunnel. Their holds (hold_halves) go in
+        first, or stay, and the new push's routes beat them or keep them (release_holds after)."""
+        old, self.routes = self.routes, RouteSet(self._nl)
+        if old is None:
+            return
+        try:
+            self.routes.take_holds(old)
+            for v6 in (False, True):
+                if old.redirects(v6) and not self.routes.redirects(v6) and not self.opts.route_noexec:
+                    try:
+                        self.routes.hold_halves(v6)
+                    except NetlinkError as e:   # (a host without IPv6): the old way, removed alone
+                        log.warning("the last push's %s redirect not held while the next push is applied: %s",
+                                    "IPv6" if v6 else "IPv4", e)
+        finally:
+            old.remove_all()
+
+    def _path_past_holds(self, remote_ip: str):
+        """RouteSet.path_to(remote_ip) off the tunnel; with our holds refusing that family (the
+        kernel's lookup fails), the pre-tunnel default's way, as reach() takes it."""
+        if self.routes is not None and self.routes.refuses(":" in remote_ip):
+            got = RouteSet.path_to(remote_ip, not_dev=self.tun.name)
+            return got if got is not None else RouteSet.net_gateway(":" in remote_ip, not_dev=self.tun.name)
+        return RouteSet.path_to(remote_ip, not_dev=self.tun.name)
 
     def router_on_link(self, router: str) -> bool:
         """Whether the tap has an address on `router`'s network yet. Why: the DHCP router is read
@@ -673,9 +707,7 @@ class TunnelNetwork(_TunAndRoutes):
                pushed.route_gateway, getattr(pushed, "route_delay", None))
         if self._unchanged(key):
             return
-        if self.routes is not None:
-            self.routes.remove_all()
-            self.routes = None
+        self._routes_replaced()
         self.block_ipv6 = pushed.block_ipv6
         if self.addressed:                      # a last push's address: not this server's network now
             self.addrs.remove_all()
@@ -692,7 +724,9 @@ class TunnelNetwork(_TunAndRoutes):
             raise self._redirect_without_gateway(pushed, False, bare=True)
         if dhcp:
             self._wait_for_router(pushed, remote_ip, False, alone=alone)
-        elif delay_in_effect(self.opts, pushed) is not None:
+        else:
+            self.routes.release_holds()         # the last push's redirect, covered until now
+        if not dhcp and delay_in_effect(self.opts, pushed) is not None:
             self._wait_for_delay(pushed, remote_ip, False, "none")      # no route; >UPDOWN:UP and route-up wait
         if not dhcp and (skipped or pushed.ifconfig_ipv6 is not None):
             gw = pushed.route_gateway or self.opts.route_gateway or "none"

@@ -107,9 +107,24 @@ class RouteSet:
         with Rtnl() if self.nl is None else nullcontext(self.nl) as nl:
             return _on_link(nl, dst, oif)
 
-    def release_holds(self) -> None:
-        """Removes hold_halves' routes (the redirect is in, or the push is given up)."""
-        held = [s for s in self.added if s["priority"] == HOLD_METRIC and s["rtype"] == RTN_UNREACHABLE]
+    def redirects(self, v6: bool) -> bool:
+        """Whether routes of ours cover that family's two halves (a redirect's, or hold_halves')."""
+        halves = ("::", "8000::") if v6 else ("0.0.0.0", "128.0.0.0")
+        return all(any(s["dst"] == h and s["prefixlen"] == 1 for s in self.added) for h in halves)
+
+    def take_holds(self, other: "RouteSet") -> None:
+        """hold_halves' routes of `other` become ours, left in the kernel: `other.remove_all`
+        then leaves them (a re-applied push keeps refusing the redirect's traffic)."""
+        held = [s for s in other.added if s["priority"] == HOLD_METRIC and s["rtype"] == RTN_UNREACHABLE]
+        for spec in held:
+            other.added.remove(spec)
+        self.added.extend(held)
+
+    def release_holds(self, v6: bool | None = None) -> None:
+        """Removes hold_halves' routes (the redirect is in, or the push is given up); `v6`: only
+        that family's."""
+        held = [s for s in self.added if s["priority"] == HOLD_METRIC and s["rtype"] == RTN_UNREACHABLE
+                and (v6 is None or (":" in s["dst"]) == v6)]
         if not held:
             return
         with Rtnl() if self.nl is None else nullcontext(self.nl) as nl:

@@ -145,3 +145,87 @@ def test_a_bare_tap_with_a_route_gateway_address_fails_the_push(tap):
                       SERVER)
     finally:
         net.close()
+
+
+OUTSIDE = "198.18.99.1"
+
+
+@pytest.fixture
+def outside_ways(monkeypatch):
+    """The interface the kernel takes to OUTSIDE after each route deletion of ours ("refused":
+    none): a re-applied push must never leave a moment where it goes out `wan` (the host's own
+    default route, outside the tunnel)."""
+    from appliance.tun.rtnl import NetlinkError, Rtnl
+    seen: list = []
+    real = Rtnl.route_del
+
+    def route_del(self, *a, **kw):
+        real(self, *a, **kw)
+        with Rtnl() as nl:
+            try:
+                seen.append(nl.route_get(OUTSIDE)[1])
+            except NetlinkError:
+                seen.append("refused")
+    monkeypatch.setattr(Rtnl, "route_del", route_del)
+    return seen
+
+
+def _wan() -> int:
+    from appliance.tun.rtnl import link_index
+    return link_index("wan")
+
+
+@ADDRS
+@pytest.mark.parametrize("before", ["failed wait", "redirected"])
+def test_a_re_applied_push_never_lets_the_redirects_traffic_out(tap, outside_ways, addr, before):
+    # review49e: a push applied again (the same one after a failed DHCP-router wait, or a failover
+    # to another server after the redirect went in) removed the last push's halves or holds before
+    # the new holds went in: for that moment, traffic to the outside took the host's default route.
+    net = _net(tap)
+    push = "PUSH_REPLY,route-gateway dhcp,redirect-gateway def1" + addr
+    server2 = "198.18.60.10"
+    try:
+        net.apply(parse_push_reply_untrusted(push), SERVER)
+        if before == "failed wait":
+            with pytest.raises(RuntimeError, match="no DHCP ACK gave a router"):
+                net.add_waiting_routes(None)
+        else:
+            if not addr:
+                _ip("addr", "add", "198.18.80.2/24", "dev", tap)
+            assert net.add_waiting_routes("198.18.80.1") is True
+        outside_ways.clear()
+        net.reach(server2)                      # the client's, before it connects to the next remote
+        # The next connection: a failover, its push changed (a bare tap's push is applied again
+        # only then: it names no server address).
+        net.apply(parse_push_reply_untrusted(push + ",route 198.18.90.0 255.255.255.0"), server2)
+        assert outside_ways, "nothing was removed: the test saw no moment"
+        assert _wan() not in outside_ways, f"traffic to the outside left by the host's own route: {outside_ways}"
+        assert _held() == HALVES and net.routes_waiting is not None
+        assert "dev wan" in _ip_text("route", "get", server2), "the new server's own way went with the holds"
+        if not addr:
+            _ip("addr", "replace", "198.18.80.2/24", "dev", tap)
+        assert net.add_waiting_routes("198.18.80.1") is True
+        assert _held() == set()
+    finally:
+        net.close()
+    assert _held() == set()
+
+
+def test_a_tun_redirect_re_applied_on_failover_never_lets_traffic_out(inside, outside_ways):
+    # The same moment for any redirect: a failover's push applied with the last push's halves
+    # removed first. Now held until the new halves are in, then released.
+    dev = inside()
+    opts = parse_config(f"client\ndev {dev}\nremote {SERVER}\n<ca>\n</ca>\n", "/mem/p.ovpn", read_file=lambda p: b"")
+    net = TunnelNetwork(opts)
+    push = "PUSH_REPLY,redirect-gateway def1,topology subnet,ifconfig 198.18.81.2 255.255.255.0"
+    try:
+        net.apply(parse_push_reply_untrusted(push), SERVER)
+        assert HALVES <= {r[0] for r in _routes(dev)}
+        outside_ways.clear()
+        net.apply(parse_push_reply_untrusted(push), "198.18.60.10")
+        assert outside_ways and _wan() not in outside_ways, outside_ways
+        assert HALVES <= {r[0] for r in _routes(dev)} and _held() == set()
+        assert "dev wan" in _ip_text("route", "get", "198.18.60.10")
+    finally:
+        net.close()
+    assert _held() == set()
