@@ -607,7 +607,10 @@ class TunnelNetwork(_TunAndRoutes):
             except (NetlinkError, OSError, ValueError) as e:
                 # As 2.6's delayed do_route: a route the host refuses is logged, the tunnel stays.
                 log.warning("route-delay: routes not all installed (%s)", e)
-                self.routes.release_holds()     # (the redirect's halves went in first)
+                # The holds the redirect's halves replaced go; one whose half did not go in (the
+                # server's host route refused before them) keeps refusing that traffic: released,
+                # it left outside the tunnel with the tunnel up (review49e).
+                self.routes.release_holds(replaced_only=True)
                 return False
             except RuntimeError:
                 # The redirect failed (no router): the connection ends with its holds kept until

@@ -120,11 +120,13 @@ class RouteSet:
             other.added.remove(spec)
         self.added.extend(held)
 
-    def release_holds(self, v6: bool | None = None) -> None:
+    def release_holds(self, v6: bool | None = None, replaced_only: bool = False) -> None:
         """Removes hold_halves' routes (the redirect is in, or the push is given up); `v6`: only
-        that family's."""
+        that family's; `replaced_only`: only those whose half a route of ours into the tunnel
+        now takes (the others keep refusing: a push failing before its halves went in)."""
+        real = {s["dst"] for s in self.added if s["rtype"] == RTN_UNICAST and s["prefixlen"] == 1}
         held = [s for s in self.added if s["priority"] == HOLD_METRIC and s["rtype"] == RTN_UNREACHABLE
-                and (v6 is None or (":" in s["dst"]) == v6)]
+                and (v6 is None or (":" in s["dst"]) == v6) and (not replaced_only or s["dst"] in real)]
         if not held:
             return
         with Rtnl() if self.nl is None else nullcontext(self.nl) as nl:

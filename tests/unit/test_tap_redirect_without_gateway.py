@@ -229,3 +229,26 @@ def test_a_tun_redirect_re_applied_on_failover_never_lets_traffic_out(inside, ou
     finally:
         net.close()
     assert _held() == set()
+
+
+def test_a_host_refusing_the_servers_route_at_the_routers_arrival_keeps_the_halves_held(tap, monkeypatch):
+    # review49e: a route the host refuses when the waited routes go in is logged and the tunnel
+    # stays (2.6's delayed do_route); the holds were all released then -- refused before the
+    # redirect's halves (the server's host route: its WAN gateway gone meanwhile), nothing took
+    # their place and the outside was reached by the host's own route with the tunnel up.
+    from appliance.router.routes import RouteSet
+    from appliance.tun.rtnl import NetlinkError
+    net = _net(tap)
+    try:
+        net.apply(parse_push_reply_untrusted("PUSH_REPLY,route-gateway dhcp,redirect-gateway def1" + ADDR), SERVER)
+
+        def refused(self, remote_ip, path=None):
+            raise NetlinkError(101, "Network is unreachable")
+        monkeypatch.setattr(RouteSet, "keep_path_to", refused)
+        assert net.add_waiting_routes("198.18.80.1") is False
+        assert not HALVES & {r[0] for r in _routes(tap)}
+        assert _held() == HALVES, "the holds went with no halves in: traffic leaves outside the tunnel"
+        assert "No route to host" in _ip_text("route", "get", OUTSIDE)
+    finally:
+        net.close()
+    assert _held() == set()
