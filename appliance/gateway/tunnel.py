@@ -881,11 +881,19 @@ class TunnelNetwork(_TunAndRoutes):
             # into a tunnel that cannot carry it; ours routes it there too and answers it as
             # block-ipv6 does (unreachable, never sent), or, on a device that takes no IPv6,
             # has the host refuse it -- enforced, never left outside (tapredir49).
-            self.block_ipv6 = True
-            log.warning("redirect-gateway ipv6 without ifconfig-ipv6: the tunnel carries no IPv6, so IPv6 is "
-                        "routed into %s and refused there (as block-ipv6), never sent outside the tunnel", tun)
+            # A tap is the exception: its bridge carries the LAN's own IPv6 (link-local, an
+            # address from the LAN's router advertisements or DHCPv6, as DHCP gives IPv4), so
+            # IPv6 goes into it as with 2.6.14, inside the tunnel, not dropped (review49e).
+            if self.tap:
+                log.warning("redirect-gateway ipv6 without ifconfig-ipv6: IPv6 is routed into %s (as OpenVPN "
+                            "2.6), to the bridged LAN's IPv6, never sent outside the tunnel", tun)
+            else:
+                self.block_ipv6 = True
+                log.warning("redirect-gateway ipv6 without ifconfig-ipv6: the tunnel carries no IPv6, so IPv6 is "
+                            "routed into %s and refused there (as block-ipv6), never sent outside the tunnel",
+                            tun)
         if redirect6:
-            if has6 or self.block_ipv6:
+            if has6 or self.block_ipv6 or self.tap:
                 try:
                     routes.add_redirect_gateway_ipv6(tun, remote_ip, server_path, gateway=gw6)
                 except NetlinkError as e:

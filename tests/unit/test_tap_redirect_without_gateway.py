@@ -252,3 +252,20 @@ def test_a_host_refusing_the_servers_route_at_the_routers_arrival_keeps_the_halv
     finally:
         net.close()
     assert _held() == set()
+
+
+@pytest.mark.parametrize("flags", ["def1 ipv6", "ipv6 !ipv4"])
+def test_redirect_ipv6_without_ifconfig_ipv6_on_a_tap_goes_into_the_bridge(tap, flags):
+    # review49e: on a tap the bridge carries the LAN's own IPv6 (link-local, SLAAC from the LAN's
+    # router, DHCPv6), so `redirect-gateway ipv6` with no ifconfig-ipv6 routes IPv6 into the tap
+    # as Debian's 2.6.14 does -- inside the tunnel -- instead of dropping every IPv6 frame there
+    # (block-ipv6's tap rule: the bridged LAN's IPv6, ND included, never reached it).
+    net = _net(tap)
+    try:
+        net.apply(parse_push_reply_untrusted(f"PUSH_REPLY,route-gateway 198.18.80.1,redirect-gateway {flags}"
+                                             + ADDR), SERVER)
+        assert not net.block_ipv6, "the tap's IPv6 frames would be dropped, the bridged LAN's IPv6 with them"
+        assert f"dev {tap}" in _ip_text("-6", "route", "get", "2001:db8:5::1"), "IPv6 not routed into the tap"
+    finally:
+        net.close()
+    assert "dev wan" in _ip_text("-6", "route", "get", "2001:db8:5::1")
