@@ -199,3 +199,20 @@ def test_without_route_delay_the_routes_wait_for_the_leased_address_after_the_ro
     assert w.run(lambda: any(",CONNECTED," in x for x in tap.got), max_time=5)
     assert net.added == ["198.19.1.1"]
     c._cleanup()
+
+
+def test_without_route_delay_a_router_the_tap_still_holds_ends_the_wait_at_once(pki, tmp_path, monkeypatch):
+    # review49e: a reconnect whose tap keeps its lease (the router known from the last ACK; the
+    # DHCP client renews only at half the lease, and an ACK with the same router is no news)
+    # goes on via that router at once -- not after ROUTER_WAIT with the redirect held meanwhile.
+    monkeypatch.setattr(gateway_world, "FakeTunnelNetwork", AloneNet)
+    log = tmp_path / "log"
+    w, c, tap = _client_without_delay(pki, tmp_path, log)
+    net = w.client_nets[0]
+    c.dhcp_router = "198.19.1.1"                # learned on the last connection
+    assert w.run(lambda: log.exists() and "== up" in log.read_text(), max_time=20)
+    up_at = w.clock()
+    assert w.run(lambda: any(",CONNECTED," in x for x in tap.got), max_time=40)
+    assert w.clock() - up_at < 5, f"the known router waited {w.clock() - up_at:.1f} s"
+    assert net.added == ["198.19.1.1"]
+    c._cleanup()

@@ -269,3 +269,21 @@ def test_redirect_ipv6_without_ifconfig_ipv6_on_a_tap_goes_into_the_bridge(tap, 
     finally:
         net.close()
     assert "dev wan" in _ip_text("-6", "route", "get", "2001:db8:5::1")
+
+
+def test_a_failover_while_the_halves_are_held_reaches_the_next_server(tap):
+    # After a failed DHCP-router wait the holds stay (no leak while the client reconnects); the
+    # next remote's address is refused by them like any other, so reach() gives it its host route
+    # along the pre-tunnel default (the client's handshake would otherwise fail: "No route").
+    net = _net(tap)
+    server2 = "198.18.60.10"
+    try:
+        net.apply(parse_push_reply_untrusted("PUSH_REPLY,route-gateway dhcp,redirect-gateway def1" + ADDR), SERVER)
+        with pytest.raises(RuntimeError, match="no DHCP ACK gave a router"):
+            net.add_waiting_routes(None)
+        assert "No route to host" in _ip_text("route", "get", server2)
+        net.reach(server2)
+        assert "dev wan" in _ip_text("route", "get", server2), "the next server is refused by the holds"
+        assert "No route to host" in _ip_text("route", "get", OUTSIDE)
+    finally:
+        net.close()
