@@ -287,3 +287,58 @@ def test_a_failover_while_the_halves_are_held_reaches_the_next_server(tap):
         assert "No route to host" in _ip_text("route", "get", OUTSIDE)
     finally:
         net.close()
+
+
+_HOLDER = """
+import sys, time
+from appliance.gateway.tunnel import TunnelNetwork
+from appliance.openvpn.config import parse_config
+from appliance.openvpn.keymethod import parse_push_reply_untrusted
+profile, dev = sys.argv[1], sys.argv[2]
+opts = parse_config(f"client\\ndev {dev}\\ndev-type tap\\nremote 198.18.60.9\\n<ca>\\n</ca>\\n", profile,
+                    read_file=lambda p: b"")
+net = TunnelNetwork(opts)
+net.prepare()
+if sys.argv[3] == "hold":
+    net.apply(parse_push_reply_untrusted("PUSH_REPLY,route-gateway dhcp,redirect-gateway def1"), "198.18.60.9")
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_killed_clients_holds_go_at_the_profiles_next_start(ns, tmp_path):  # noqa: F811 - the namespace
+    # SIGKILL while the halves are held: the unreachable routes are no device's, so they outlive
+    # the process and keep refusing the host's IPv4 traffic (as a kill switch would), until the
+    # same profile starts again -- its route record (router/route_record.py) removes them first.
+    import os
+    import signal
+    import sys
+    profile = tmp_path / "p.ovpn"
+    profile.write_text("")
+    dev = f"q{uuid.uuid4().hex[:8]}"
+
+    def run(step: str) -> subprocess.Popen:
+        p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", _HOLDER, str(profile), dev, step],
+                             stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
+        assert p.stdout.readline().strip() == "ready"
+        return p
+
+    def held() -> str:
+        return subprocess.run(["ip", "-n", ns, "route", "show", "type", "unreachable"], capture_output=True,
+                              text=True, timeout=10).stdout
+
+    p = run("hold")
+    try:
+        assert "0.0.0.0/1" in held()
+    finally:
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait(timeout=10)
+    assert "0.0.0.0/1" in held() and "128.0.0.0/1" in held(), "the holds went with the process"
+    p = run("start")                            # the same profile again: prepare() takes the record over
+    try:
+        assert "0.0.0.0/1" not in held() and "128.0.0.0/1" not in held(), held()
+    finally:
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait(timeout=10)
+        subprocess.run(["ip", "-n", ns, "link", "del", dev], capture_output=True, timeout=10)
+        subprocess.run(["ip", "-n", ns, "route", "flush", "type", "unreachable"], capture_output=True, timeout=10)
