@@ -127,15 +127,8 @@ class RouteSet:
         real = {s["dst"] for s in self.added if s["rtype"] == RTN_UNICAST and s["prefixlen"] == 1}
         held = [s for s in self.added if s["priority"] == HOLD_METRIC and s["rtype"] == RTN_UNREACHABLE
                 and (v6 is None or (":" in s["dst"]) == v6) and (not replaced_only or s["dst"] in real)]
-        if not held:
-            return
-        with Rtnl() if self.nl is None else nullcontext(self.nl) as nl:
-            for spec in held:
-                try:
-                    nl.route_del(**spec)
-                except NetlinkError as e:
-                    log.debug("route %s/%s already gone: %s", spec["dst"], spec["prefixlen"], e)
-                self.added.remove(spec)
+        if held:
+            self._delete(held)
 
     @staticmethod
     def goes_via(remote_ip: str, dev: str) -> bool:
@@ -266,14 +259,18 @@ class RouteSet:
         mine = [s for s in self.added if s["oif"] == oif and s["prefixlen"] == ip.max_prefixlen
                 and ipaddress.ip_address(s["dst"]) == ip]
         if mine:
-            with Rtnl() if self.nl is None else nullcontext(self.nl) as nl:
-                for spec in mine:
-                    try:
-                        nl.route_del(**spec)
-                    except NetlinkError as e:
-                        log.debug("route %s/%s already gone: %s", spec["dst"], spec["prefixlen"], e)
-                    self.added.remove(spec)
+            self._delete(mine)
         return bool(mine)
+
+    def _delete(self, specs: list[dict]) -> None:
+        """Delete these routes of ours and forget them; one the kernel no longer has is gone already."""
+        with Rtnl() if self.nl is None else nullcontext(self.nl) as nl:
+            for spec in specs:
+                try:
+                    nl.route_del(**spec)
+                except NetlinkError as e:
+                    log.debug("route %s/%s already gone: %s", spec["dst"], spec["prefixlen"], e)
+                self.added.remove(spec)
 
     def remove_all(self) -> None:
         with Rtnl() as nl:
