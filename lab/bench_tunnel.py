@@ -51,7 +51,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import path_cpu
+from . import path_cpu, server_counts
 from .configs import client_profile, server_config
 from .netns import TUN_SERVER_IP, Lab, Netns, Proc
 from .tools import OUR_BIN
@@ -374,7 +374,8 @@ def _measure(lab: Lab, server_kind: str, client_kind: str, proto: str, cipher: s
              reverse: bool = False, profile: Path | None = None, server_buf: int = 0,
              layout: str = "free", server_cpu: int | None = None, cpu_map: bool = False,
              congestion: str = "", wire: bool = False, gso: int | None = None,
-             queue: bool = False, dev: str = "tun", native: bool = False) -> tuple[float, float, float, float, dict]:
+             queue: bool = False, dev: str = "tun", native: bool = False,
+             counts: bool = False) -> tuple[float, float, float, float, dict]:
     """-> (Mbit/s, server CPU us per MB, client CPU us per MB, datagrams dropped per MB, and with
     `cpu_map` every process of the path's CPU us per MB (lab/path_cpu.py's roles; else {})); prints the
     receiving namespace's socket drops and the sender's TCP retransmissions (loss, not CPU, is what
@@ -411,11 +412,24 @@ def _measure(lab: Lab, server_kind: str, client_kind: str, proto: str, cipher: s
             q0 = _softirq()
             link = f"va{lab.tag}"
             w0 = (_link(lab.srv, link), _sched(srv), _sched(cli)) if wire else None
+            if counts:
+                # the server is the receiving end's VPN process (upload), or the sending one (--reverse)
+                perf = server_counts.PerfStat(srv.p.pid)
+                n0 = [server_counts.parse_nstat(ns.run("nstat -az " + " ".join(names), check=False).stdout)
+                      for ns, names in ((lab.srv, server_counts.SERVER_NSTAT), (lab.cli, server_counts.CLIENT_NSTAT))]
+                perf.start()
             with QueueSampler(rx_ns, seconds) if queue else contextlib.nullcontext() as sampler:
                 mbit, nbytes, retrans, ipc, ips = _iperf(lab, lab.srv, lab.cli, seconds, reverse, congestion,
                                                {server_cpu} if layout == "two-hosts" and server_cpu is not None else None)
             if sampler is not None:
                 print(sampler.summary(), flush=True)
+            if counts:
+                sc = perf.stop()
+                n1 = [server_counts.parse_nstat(ns.run("nstat -az " + " ".join(names), check=False).stdout)
+                      for ns, names in ((lab.srv, server_counts.SERVER_NSTAT), (lab.cli, server_counts.CLIENT_NSTAT))]
+                print(server_counts.per_mb_line(f"{server_kind} server's process", sc, nbytes / 1e6), flush=True)
+                print(server_counts.per_mb_line("server side's kernel", server_counts.diff(n0[0], n1[0]), nbytes / 1e6), flush=True)
+                print(server_counts.per_mb_line("client side's kernel", server_counts.diff(n0[1], n1[1]), nbytes / 1e6), flush=True)
             c1s, c1c, drops = _cpu(srv), _cpu(cli), _udp_drops(rx_ns) - d0
             if w0 is not None:
                 print(_wire(w0, (_link(lab.srv, link), _sched(srv), _sched(cli)), nbytes / 1e6 or float("nan"),
@@ -487,6 +501,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline", type=Path, default=None, metavar="DIR",
                     help="measure ours also from another checkout's root (holding appliance/, its native modules "
                          "built), interleaved: the same program with PYTHONPATH=DIR, for a before/after")
+    ap.add_argument("--server-counts", action="store_true",
+                    help="print, per run, the VPN server's system calls and switches per MB (perf stat on its PID) "
+                         "and both namespaces' UDP/TCP counters per MB (nstat): datagrams, drops, inner ACKs, "
+                         "retransmissions")
     ap.add_argument("--dev", default="tun", choices=["tun", "tap"],
                     help="the tunnel's device type on both ends: tap measures the layer-2 paths (the tap "
                          "client's frames, the server's switch)")
@@ -531,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
                     with _tree(tree):
                         v = _measure(lab, server_kind, client_kind, a.proto, a.cipher, a.seconds, a.reverse,
                                      a.profile, a.server_buf, a.layout, server_cpu, a.cpu_map, a.congestion, a.wire,
-                                     gso, a.queue, dev=a.dev, native=a.native)
+                                     gso, a.queue, dev=a.dev, native=a.native, counts=a.server_counts)
                     results.setdefault(key, []).append(v)
                     tag = f" gso {gso:>2}" if gso is not None else (" " * 7 if a.ours_gso else "")
                     tag += " base" if tree is not None else ("     " if a.baseline else "")
