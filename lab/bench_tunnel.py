@@ -375,9 +375,11 @@ def _measure(lab: Lab, server_kind: str, client_kind: str, proto: str, cipher: s
              layout: str = "free", server_cpu: int | None = None, cpu_map: bool = False,
              congestion: str = "", wire: bool = False, gso: int | None = None,
              queue: bool = False, dev: str = "tun", native: bool = False,
-             counts: bool = False) -> tuple[float, float, float, float, dict]:
-    """-> (Mbit/s, server CPU us per MB, client CPU us per MB, datagrams dropped per MB, and with
-    `cpu_map` every process of the path's CPU us per MB (lab/path_cpu.py's roles; else {})); prints the
+             counts: bool = False) -> tuple[float, float, float, float, dict, dict]:
+    """-> (Mbit/s, server CPU us per MB, client CPU us per MB, datagrams dropped per MB, with
+    `cpu_map` every process of the path's CPU us per MB (lab/path_cpu.py's roles; else {}), and with
+    `counts` the server's system calls and both sides' kernel counters per MB (server_counts; else
+    {})); prints the
     receiving namespace's socket drops and the sender's TCP retransmissions (loss, not CPU, is what
     limits a pair with drops). `gso`: our processes' GSO run bound (ours_argv); `queue`: sample the
     receiving VPN socket's queue over the run (QueueSampler)."""
@@ -423,6 +425,7 @@ def _measure(lab: Lab, server_kind: str, client_kind: str, proto: str, cipher: s
                                                {server_cpu} if layout == "two-hosts" and server_cpu is not None else None)
             if sampler is not None:
                 print(sampler.summary(), flush=True)
+            per_mb: dict = {}
             if counts:
                 sc = perf.stop()
                 n1 = [server_counts.parse_nstat(ns.run("nstat -az " + " ".join(names), check=False).stdout)
@@ -430,6 +433,8 @@ def _measure(lab: Lab, server_kind: str, client_kind: str, proto: str, cipher: s
                 print(server_counts.per_mb_line(f"{server_kind} server's process", sc, nbytes / 1e6), flush=True)
                 print(server_counts.per_mb_line("server side's kernel", server_counts.diff(n0[0], n1[0]), nbytes / 1e6), flush=True)
                 print(server_counts.per_mb_line("client side's kernel", server_counts.diff(n0[1], n1[1]), nbytes / 1e6), flush=True)
+                per_mb = server_counts.merged_per_mb(sc, server_counts.diff(n0[0], n1[0]),
+                                                     server_counts.diff(n0[1], n1[1]), nbytes / 1e6)
             c1s, c1c, drops = _cpu(srv), _cpu(cli), _udp_drops(rx_ns) - d0
             if w0 is not None:
                 print(_wire(w0, (_link(lab.srv, link), _sched(srv), _sched(cli)), nbytes / 1e6 or float("nan"),
@@ -457,7 +462,7 @@ def _measure(lab: Lab, server_kind: str, client_kind: str, proto: str, cipher: s
                 if out.exists():
                     print(f"  py-spy, our {side} ({out.name}):\n{summarize(out)}")
             mb = nbytes / 1e6 or float("nan")
-            return mbit, (c1s - c0s) * 1e6 / mb, (c1c - c0c) * 1e6 / mb, drops / mb, costs
+            return mbit, (c1s - c0s) * 1e6 / mb, (c1c - c0c) * 1e6 / mb, drops / mb, costs, per_mb
         finally:
             cli.stop(8)
     finally:
@@ -538,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     gsos: list[int | None] = a.ours_gso or [None]
     trees: list[Path | None] = [None] + ([a.baseline.resolve()] if a.baseline else [])
     with Lab() as lab:
-        results: dict[tuple, list[tuple[float, float, float, float, dict]]] = {}
+        results: dict[tuple, list[tuple[float, float, float, float, dict, dict]]] = {}
         for rnd in range(a.rounds):
             for _name, ours, ref in pairs:
                 runs = [(ref, None, None)] + [(ours, g, t) for t in trees for g in gsos]
@@ -578,6 +583,8 @@ def main(argv: list[str] | None = None) -> int:
                           f"(OpenVPN/ours {rc / oc if oc else float('nan'):.2f})")
                 print(f"    datagrams dropped per MB at the receiving side: ours {statistics.median(x[3] for x in o):.0f}, "
                       f"OpenVPN {statistics.median(x[3] for x in r):.0f}")
+                if a.server_counts:
+                    print(server_counts.medians_table([x[5] for x in r], [x[5] for x in o]))
                 if a.cpu_map and name == "client":
                     # the median of each role over the rounds: where the path's CPU goes, and what 1.5x needs
                     print(path_cpu.table(_median_costs([x[4] for x in r]), _median_costs([x[4] for x in o]),

@@ -12,6 +12,7 @@ prints them per run; the parsing here is pure (tests/unit/test_server_counts.py)
 from __future__ import annotations
 
 import signal
+import statistics
 import subprocess
 
 # The system calls OpenVPN 2.6's (or our) event loop can make per packet; counted in the process's
@@ -84,3 +85,29 @@ class PerfStat:
             _, err = self._p.communicate(timeout=5)
         self._p = None
         return parse_perf_csv(err)
+
+
+def merged_per_mb(process: dict[str, int], server_ns: dict[str, int], client_ns: dict[str, int],
+                  mb: float) -> dict[str, float]:
+    """One run's counts per MB under one set of keys: the process's events as named, the kernel
+    counters prefixed `server ns` / `client ns` (the same name can be counted on both sides)."""
+    if mb <= 0:
+        return {}
+    out = {k: v / mb for k, v in process.items()}
+    out.update({f"server ns {k}": v / mb for k, v in server_ns.items()})
+    out.update({f"client ns {k}": v / mb for k, v in client_ns.items()})
+    return out
+
+
+def medians_table(reference: list[dict[str, float]], ours: list[dict[str, float]]) -> str:
+    """The medians over the rounds of each count per MB, OpenVPN's client's runs beside ours; a
+    count missing from a run (perf or nstat gave nothing) is left out of that side's median."""
+    def med(runs: list[dict[str, float]], k: str) -> str:
+        vals = [r[k] for r in runs if k in r]
+        return f"{statistics.median(vals):.1f}" if vals else "-"
+
+    keys = [k for k in dict.fromkeys(k for r in reference + ours for k in r)
+            if any(r.get(k) for r in reference + ours)]
+    lines = [f"    {'per MB, medians':40} {'OpenVPN client':>15} {'our client':>12}"]
+    lines += [f"    {k:40} {med(reference, k):>15} {med(ours, k):>12}" for k in keys]
+    return "\n".join(lines)

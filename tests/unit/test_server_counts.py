@@ -43,3 +43,19 @@ def test_per_mb_line_leaves_out_zeros_and_says_when_nothing_arrived():
 def test_every_counted_syscall_is_a_tracepoint_event():
     assert all(e == "context-switches" or e.startswith("syscalls:sys_enter_") for e in server_counts.EVENTS)
     assert "syscalls:sys_enter_recvfrom" in server_counts.EVENTS
+
+
+def test_a_runs_counts_under_one_set_of_keys_per_mb():
+    got = server_counts.merged_per_mb({"recvfrom": 7210}, {"TcpOutSegs": 2000}, {"TcpRetransSegs": 100}, 10.0)
+    assert got == {"recvfrom": 721.0, "server ns TcpOutSegs": 200.0, "client ns TcpRetransSegs": 10.0}
+    assert server_counts.merged_per_mb({"recvfrom": 1}, {}, {}, 0.0) == {}
+
+
+def test_medians_table_puts_each_count_beside_the_references():
+    ref = [{"recvfrom": 720.0, "sendto": 200.0}, {"recvfrom": 722.0, "sendto": 300.0}, {"recvfrom": 721.0, "sendto": 250.0}]
+    ours = [{"recvfrom": 721.0, "sendto": 60.0, "poll": 0.0}]
+    lines = server_counts.medians_table(ref, ours).splitlines()
+    assert lines[1].split() == ["recvfrom", "721.0", "721.0"]
+    assert lines[2].split() == ["sendto", "250.0", "60.0"]
+    assert not any(line.split()[0] == "poll" for line in lines)     # zero in every run: left out
+    assert server_counts.medians_table([{"x": 1.0}], [{}]).splitlines()[1].split() == ["x", "1.0", "-"]
