@@ -34,6 +34,9 @@ run". With `--cpu-map` each run also prints every process of the path's CPU per 
 iperf3's two ends, ksoftirqd; the softirq share, other processes, idle), and the client pair's
 summary the medians side by side with lab/path_cpu.py's arithmetic: each pair's 2-CPU ceiling, and
 what our client would have to cost for 1.5x OpenVPN's client with the rest of the path fixed.
+`--server-counts` prints, per run and as the pair's medians, what the VPN server did per MB -- its system
+calls and switches (perf stat on its PID) and both namespaces' UDP/TCP counters: datagrams taken and
+dropped, the inner ACKs it had to seal back, retransmissions (lab/server_counts.py).
 """
 from __future__ import annotations
 
