@@ -301,6 +301,14 @@ class QueueSampler:
                 f"max {max(q)})")
 
 
+def _tun_name(ns: Netns) -> str:
+    """The one point-to-point (tun) device in a namespace, by `ip -o link`."""
+    for line in ns.run("ip -o link show", check=False).stdout.splitlines():
+        if "POINTOPOINT" in line:
+            return line.split(":")[1].strip().split("@")[0]
+    raise RuntimeError(f"no tun device in {ns.name}")
+
+
 def _udp_drops(ns: Netns) -> int:
     """Datagrams the namespace's kernel dropped because a socket's receive buffer was full."""
     out = ns.run("nstat -az UdpRcvbufErrors Udp6RcvbufErrors", check=False).stdout
@@ -378,7 +386,7 @@ def _measure(lab: Lab, server_kind: str, client_kind: str, proto: str, cipher: s
              layout: str = "free", server_cpu: int | None = None, cpu_map: bool = False,
              congestion: str = "", wire: bool = False, gso: int | None = None,
              queue: bool = False, dev: str = "tun", native: bool = False,
-             counts: bool = False) -> tuple[float, float, float, float, dict, dict]:
+             counts: bool = False, client_tun_gso: int = 0) -> tuple[float, float, float, float, dict, dict]:
     """-> (Mbit/s, server CPU us per MB, client CPU us per MB, datagrams dropped per MB, with
     `cpu_map` every process of the path's CPU us per MB (lab/path_cpu.py's roles; else {}), and with
     `counts` the server's system calls and both sides' kernel counters per MB (server_counts; else
@@ -402,6 +410,10 @@ def _measure(lab: Lab, server_kind: str, client_kind: str, proto: str, cipher: s
         try:
             if not lab.wait_ping(lab.cli, TUN_SERVER_IP, 15):
                 raise RuntimeError("tunnel does not carry pings")
+            if client_tun_gso:
+                # the inner TCP reads its TSO/GSO size limit at connect (sk_setup_caps): iperf3's stream,
+                # opened after this, sends super-packets of at most this many bytes into the client's TUN
+                lab.cli.run(f"ip link set dev {_tun_name(lab.cli)} gso_max_size {client_tun_gso}")
             spies = []
             if profile is not None:
                 tag = f"{'down' if reverse else 'up'}-{dev}-{proto}-{client_kind}cli-{server_kind}srv"
@@ -513,6 +525,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="print, per run, the VPN server's system calls and switches per MB (perf stat on its PID) "
                          "and both namespaces' UDP/TCP counters per MB (nstat): datagrams, drops, inner ACKs, "
                          "retransmissions")
+    ap.add_argument("--client-tun-gso", type=int, default=0, metavar="BYTES",
+                    help="set the client namespace's TUN gso_max_size to BYTES before each iperf3 run (either "
+                         "client): the inner TCP's super-packets shrink with it (bbr's cwnd quanta do not: "
+                         "mainline bbr sizes them ignoring the device's limit)")
     ap.add_argument("--dev", default="tun", choices=["tun", "tap"],
                     help="the tunnel's device type on both ends: tap measures the layer-2 paths (the tap "
                          "client's frames, the server's switch)")
@@ -557,7 +573,8 @@ def main(argv: list[str] | None = None) -> int:
                     with _tree(tree):
                         v = _measure(lab, server_kind, client_kind, a.proto, a.cipher, a.seconds, a.reverse,
                                      a.profile, a.server_buf, a.layout, server_cpu, a.cpu_map, a.congestion, a.wire,
-                                     gso, a.queue, dev=a.dev, native=a.native, counts=a.server_counts)
+                                     gso, a.queue, dev=a.dev, native=a.native, counts=a.server_counts,
+                                     client_tun_gso=a.client_tun_gso)
                     results.setdefault(key, []).append(v)
                     tag = f" gso {gso:>2}" if gso is not None else (" " * 7 if a.ours_gso else "")
                     tag += " base" if tree is not None else ("     " if a.baseline else "")

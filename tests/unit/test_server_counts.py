@@ -59,3 +59,22 @@ def test_medians_table_puts_each_count_beside_the_references():
     assert lines[2].split() == ["sendto", "250.0", "60.0"]
     assert not any(line.split()[0] == "poll" for line in lines)     # zero in every run: left out
     assert server_counts.medians_table([{"x": 1.0}], [{}]).splitlines()[1].split() == ["x", "1.0", "-"]
+
+
+def test_the_client_tun_is_found_by_its_point_to_point_flag():
+    # --client-tun-gso sets gso_max_size on the client namespace's one tun device, whatever it is named
+    from types import SimpleNamespace
+
+    from lab import bench_tunnel
+    listing = ("1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue\n"
+               "2: vb08c836@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue\n"
+               "4: tun0: <POINTOPOINT,MULTICAST,NOARP,UP,LOWER_UP> mtu 1500 qdisc pfifo_fast\n")
+    ns = SimpleNamespace(name="x", run=lambda cmd, check=True: SimpleNamespace(stdout=listing))
+    assert bench_tunnel._tun_name(ns) == "tun0"
+    bare = SimpleNamespace(name="x", run=lambda cmd, check=True: SimpleNamespace(stdout=listing.split("4:")[0]))
+    try:
+        bench_tunnel._tun_name(bare)
+    except RuntimeError as e:
+        assert "no tun device" in str(e)
+    else:
+        raise AssertionError("a namespace without a tun device must be refused")
