@@ -1642,7 +1642,12 @@ class ClientGateway(SignalWakes):
         # a packet is sealed or sent, so the first packet no longer waits for it. (OpenVPN 2.6
         # runs its up script before it reads the TUN; ours are queued off the loop either way.)
         # A send that fails loses the link once this connection's up is complete, as before.
-        lost = self._on_tun_read(defer_loss=True)
+        # Not when the same batch ended the session behind the push (RESTART, HALT, AUTH_FAILED:
+        # a client-kill just after it, or a hostile server): acted on in wire order, the push
+        # applied and then the end, with no data under keys the server has dropped -- as 2.6.14,
+        # which reads those messages in one call (forward.c check_incoming_control_channel) and
+        # its socket before its TUN (README, batch50).
+        lost = None if c.session.closed else self._on_tun_read(defer_loss=True)
         self._push_changed(c, e.pushed, pushed, tun.name if tun else self.opts.dev)
         first_up = self.updown.plugin_env is None
         waiting = getattr(self.net, "routes_waiting", None) is not None
