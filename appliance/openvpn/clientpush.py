@@ -114,10 +114,16 @@ class ClientPush:
                            [o for o in present if o.common_name == rec.common_name] if rec.common_name else [],
                            [r for r in self._restarted(rec) if r is not None and holds_a_place(r)],
                            self.st.duplicate_cn, self.st.max_clients)
-        for other, why in verdict.ends:
-            self._drop(other, why)
+        # What refuses this connect is said before the sessions of its name end (duplicate-cn
+        # off): a refused second connect -- a second holder of the certificate, an operator's slip
+        # in the file -- must not kick the working client for nothing (README, batch50). 2.6.14
+        # refuses by count before its kill (at the instance's creation) and has no address
+        # refusal at all (multi_client_connect_early_setup: multi_delete_dup first).
         if verdict.refused is not None:
             raise ClientRefused(verdict.refused, temporary=True)
+        self._refuse_static(rec, want[0] if want is not None else None, want6)
+        for other, why in verdict.ends:
+            self._drop(other, why)
         pool_full = False
         if want is not None:
             ip, mask = want[0], want[1]
@@ -246,17 +252,11 @@ class ClientPush:
         pool (not handed out meanwhile); one another client holds already is shared with a
         warning, the newer client holding the route. REMOTE defaults to the server's own
         address (server-ipv6's ::1), as OpenVPN 2.6, which refuses the line without either."""
+        self._refuse_static(rec, None, want6)
         addr6, bits6, remote6 = want6
         pool6 = self.st.pool6
         cn = rec.common_name
         local6 = self.st.local_ip6 or (pool6.server_ip if pool6 is not None else None)
-        if remote6 is None and local6 is None:
-            raise ClientRefused(f"client-config-dir file for {cn!r}: ifconfig-ipv6-push {addr6}/{bits6} names no "
-                                "remote address and there is no server-ipv6 to take it from (as OpenVPN 2.6)")
-        if addr6 == local6:
-            # It would own the server's address: its packets from there would pass as its own.
-            raise ClientRefused(f"client-config-dir file for {cn!r}: ifconfig-ipv6-push {addr6} is the server's "
-                                "own address")
         other = self.by_vaddr.get(addr6)
         held = pool6.lease_static(addr6) if pool6 is not None else True
         if not held or (other is not None and other is not rec and other.alive):
@@ -266,6 +266,27 @@ class ClientPush:
         rec.vaddr6 = addr6
         self.by_vaddr[addr6] = rec
         return f"ifconfig-ipv6 {addr6}/{bits6} {remote6 or local6}"
+
+    def _refuse_static(self, rec: ClientRecord, ip: str | None, want6: tuple[str, int, str | None] | None) -> None:
+        """ClientRefused for an `ifconfig-push` (`ip`) or `ifconfig-ipv6-push` (`want6`) that
+        refuses the client: the server's own address (it would own it: its packets from there
+        would pass as its own), an IPv6 one with no remote address to default to. Checked
+        before anything of the connect is done -- before the sessions of its name end -- and
+        where each line is applied (_lease_static, _ifconfig_ipv6_push: client-connect's too)."""
+        cn = rec.common_name
+        if ip is not None and self.st.local_ip4 is not None and ipaddress.IPv4Address(ip).packed == self.st.local_ip4:
+            raise ClientRefused(f"ifconfig-push {ip} for {cn!r} is the server's own address")
+        if want6 is None:
+            return
+        addr6, bits6, remote6 = want6
+        pool6 = self.st.pool6
+        local6 = self.st.local_ip6 or (pool6.server_ip if pool6 is not None else None)
+        if remote6 is None and local6 is None:
+            raise ClientRefused(f"client-config-dir file for {cn!r}: ifconfig-ipv6-push {addr6}/{bits6} names no "
+                                "remote address and there is no server-ipv6 to take it from (as OpenVPN 2.6)")
+        if addr6 == local6:
+            raise ClientRefused(f"client-config-dir file for {cn!r}: ifconfig-ipv6-push {addr6} is the server's "
+                                "own address")
 
     def _within_route_quota(self, rec: ClientRecord, have4: list, have6: list, new4: list,
                             new6: list) -> tuple[list, list]:
@@ -530,8 +551,7 @@ class ClientPush:
         sends from it (server.py route_packet, _check_sources do the same for any way such an
         address could still come), so the client sits connected on a tunnel that carries
         nothing of its own -- an operator's slip said at connect is better than a silent one."""
-        if self.st.local_ip4 is not None and ipaddress.IPv4Address(ip).packed == self.st.local_ip4:
-            raise ClientRefused(f"ifconfig-push {ip} for {rec.common_name!r} is the server's own address")
+        self._refuse_static(rec, ip, None)
         pool = self.st.pool
         if pool is None:
             return
