@@ -1480,10 +1480,10 @@ class ClientGateway(SignalWakes):
         if not s.events:
             self._send(c, out)
         else:
-            if _brings_up(s):
-                out, held = [], out
-            else:
-                held = None
+            # (What is wrapped already goes now, ahead of the tunnel's set-up: a message the peer
+            # waits for -- a point-to-point tls-server's key-method message, read by the peer
+            # before it can open our data; README, batch50. The push's ACK alone waits, unwrapped.)
+            held = _brings_up(s)
             failed = self._send(c, out, defer_loss=True)
             if failed is not None:
                 self._link_failed_after_reading(c, failed)
@@ -1500,12 +1500,12 @@ class ClientGateway(SignalWakes):
             self._logs.end()
             if self.conn is not c:
                 return
-            if held is not None and self.conn is c:
+            if held and self.conn is c:
                 # The tunnel just came up: what waited in the TUN meanwhile went out at once, as
                 # soon as the device was set (_tunnel_up), ahead of our ACK of the push, which
                 # is wrapped only now (end_batch's hold_flush).
                 s.flush_held(self.clock())
-                self._send(c, held + s.take_outgoing())
+                self._send(c, s.take_outgoing())
                 if s.events and self.conn is c:
                     # That wrapping ended the session (the server left over SEND_QUEUE_MAX of
                     # our messages unacknowledged; control replay ids used up): acted on now. A

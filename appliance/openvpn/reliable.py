@@ -114,6 +114,11 @@ class ReliableChannel:
     def all_acked(self) -> bool:
         return not self.inflight and not self.queue
 
+    def has_unsent(self) -> bool:
+        """A message waits for its first send (queued, or given an id and not sent yet): the
+        peer waits for it, unlike an ACK or a retransmission's next round."""
+        return bool(self.queue) or any(not m.sent for m in self.inflight.values())
+
     def next_deadline(self) -> float | None:
         if not self.retransmit or not self.inflight:
             return None

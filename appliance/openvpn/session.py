@@ -379,7 +379,10 @@ class Session(ControlChannel):
         `hold_flush`: leave the wrapping to flush_held() (the client, on the batch that brought
         its tunnel up: the ACK of PUSH_REPLY, which nothing waits for, is wrapped after the
         first data packet went out, not before the tunnel is set up -- 20-45 us of HMAC and
-        AES there with tls-auth/tls-crypt; README, firstpkt49).
+        AES there with tls-auth/tls-crypt; README, firstpkt49). ACKs alone: a message of ours
+        never sent goes now (a point-to-point tls-server's tunnel comes up at the batch that
+        reads the peer's key-method message, whose answer is ours: held behind our first data
+        packet, that packet reached a peer with no keys yet and was dropped; README, batch50).
 
         Returns True when messages wait for `settle(now)`: send what take_outgoing() holds
         first. Why, for one moment only (client, first key, TLS done, until the server's
@@ -395,7 +398,7 @@ class Session(ControlChannel):
                 if self.closed:
                     break
                 self._guarded(self._advance, ks, now)
-        if self._unflushed and not hold_flush:
+        if self._unflushed and not (hold_flush and not any(ks.reliable.has_unsent() for ks in self.keys.values())):
             self._unflushed = False
             self._flush(now)
         return bool(self._deferred)
