@@ -1775,6 +1775,15 @@ class ClientGateway(SignalWakes):
             if router is None and self.dhcp_router is not None:
                 log.warning("route-gateway dhcp: the DHCP router %s is no address routes can go via; "
                             "not used", self.dhcp_router)
+            elif alone is not None and router is not None and not self.net.router_on_link(router):
+                # Still off the tap's networks (or their broadcast address) at the deadline: the
+                # host would refuse the halves via it, and the tunnel would stay up with the
+                # redirect held and no later ACK looked at (atk50: one forged ACK did that, at
+                # every reconnect). As no router: this connection ends, and the next one waits
+                # for an ACK whose router is on the tap's network.
+                log.warning("route-gateway dhcp: the DHCP router %s is not on the tap's network after %d s; "
+                            "not used", router, ROUTER_WAIT)
+                router = None
             redirected = self.net.add_waiting_routes(router)
         except Exception as ex:  # noqa: BLE001 - as a push the host refuses: this connection ends
             log.error("cannot add the routes route-delay held back: %s", ex)

@@ -103,9 +103,11 @@ class RouteSet:
 
     def on_link(self, dst: str, oif: int) -> bool:
         """Whether an address of interface `oif` has `dst` on its network (a route via `dst`
-        out of it is then one the kernel takes)."""
+        out of it is then one the kernel takes): not as that network's IPv4 broadcast address
+        (a /30 or wider), which the kernel refuses as a gateway ("Nexthop has invalid gateway")
+        and a DHCP ACK from the server side's LAN may name as the router (atk50)."""
         with Rtnl() if self.nl is None else nullcontext(self.nl) as nl:
-            return _on_link(nl, dst, oif)
+            return _on_link(nl, dst, oif, as_gateway=True)
 
     def redirects(self, v6: bool) -> bool:
         """Whether routes of ours cover that family's two halves (a redirect's, or hold_halves')."""
@@ -282,10 +284,12 @@ class RouteSet:
         self.added.clear()
 
 
-def _on_link(nl, dst: str, oif: int) -> bool:
-    """Whether a network of interface `oif` (its addresses' prefixes) holds address `dst`."""
+def _on_link(nl, dst: str, oif: int, as_gateway: bool = False) -> bool:
+    """Whether a network of interface `oif` (its addresses' prefixes) holds address `dst`
+    (`as_gateway`: other than as its IPv4 broadcast address, RouteSet.on_link)."""
     ip = ipaddress.ip_address(dst)
     for _fam, addr, plen, _idx in nl.addrs(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, index=oif):
-        if ip in ipaddress.ip_network(f"{addr}/{plen}", strict=False):
+        net = ipaddress.ip_network(f"{addr}/{plen}", strict=False)
+        if ip in net and not (as_gateway and ip.version == 4 and plen <= 30 and ip == net.broadcast_address):
             return True
     return False

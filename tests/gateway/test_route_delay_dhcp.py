@@ -216,3 +216,41 @@ def test_without_route_delay_a_router_the_tap_still_holds_ends_the_wait_at_once(
     assert w.clock() - up_at < 5, f"the known router waited {w.clock() - up_at:.1f} s"
     assert net.added == ["198.19.1.1"]
     c._cleanup()
+
+
+
+class BroadcastRouterNet(AloneNet):
+    """As AloneNet, the tap's network a /24 around 198.19.1.0: its broadcast address is no
+    router on it (tunnel.py router_on_link asks RouteSet.on_link, which says so; the kernel
+    refuses a route via it, tests/unit/test_tap_redirect_without_gateway.py)."""
+
+    BROADCAST = "198.19.1.255"
+
+    def router_on_link(self, router: str) -> bool:
+        return router != self.BROADCAST
+
+
+def test_a_forged_ack_naming_the_tap_networks_broadcast_ends_that_connection_only(pki, tmp_path, monkeypatch,
+                                                                                    caplog):
+    # atk50: one forged DHCP ACK (any host on the bridged LAN, or the server) naming the tap
+    # subnet's broadcast address as the router. It was taken as on the tap's network, the halves
+    # were refused by the kernel ("Nexthop has invalid gateway"), and the tunnel stayed up with the
+    # redirect held and no later ACK looked at -- and, as "a router the tap still holds", every
+    # reconnect went the same way at once. Now it is no router: the wait runs out, that connection
+    # ends, and the next ACK's router goes in.
+    monkeypatch.setattr(gateway_world, "FakeTunnelNetwork", BroadcastRouterNet)
+    log = tmp_path / "log"
+    w, c, tap = _client_without_delay(pki, tmp_path, log)
+    net = w.client_nets[0]
+    assert w.run(lambda: log.exists() and "== up" in log.read_text(), max_time=20)
+    up_at = w.clock()
+    c._dhcp_router(BroadcastRouterNet.BROADCAST)
+    assert w.run(lambda: net.added == [None], max_time=60), f"routes went in via {net.added}"
+    assert client_mod.ROUTER_WAIT - 0.5 <= w.clock() - up_at <= client_mod.ROUTER_WAIT + 2
+    assert "the DHCP router 198.19.1.255 is not on the tap's network" in caplog.text
+    assert not any(",CONNECTED," in x for x in tap.got)
+    assert w.run(lambda: net.applied >= 2, max_time=60), "the client did not start over"
+    c._dhcp_router("198.19.1.1")                # the LAN's real router, at the next ACK
+    assert w.run(lambda: any(",CONNECTED," in x for x in tap.got), max_time=40)
+    assert net.added == [None, "198.19.1.1"]
+    c._cleanup()

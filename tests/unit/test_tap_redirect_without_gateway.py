@@ -342,3 +342,25 @@ def test_a_killed_clients_holds_go_at_the_profiles_next_start(ns, tmp_path):  # 
         p.wait(timeout=10)
         subprocess.run(["ip", "-n", ns, "link", "del", dev], capture_output=True, timeout=10)
         subprocess.run(["ip", "-n", ns, "route", "flush", "type", "unreachable"], capture_output=True, timeout=10)
+
+
+@pytest.mark.parametrize("plen, router, on_link", [(24, "198.18.80.255", False), (24, "198.18.80.1", True),
+                                                   (24, "198.18.80.0", True), (30, "198.18.80.3", False),
+                                                   (31, "198.18.80.3", True), (24, "198.18.81.1", False)])
+def test_the_tap_networks_broadcast_address_is_no_router_on_it(tap, plen, router, on_link):
+    # atk50: a DHCP ACK from the server side's LAN (any host there can send one) may name the
+    # tap network's broadcast address as the router. The wait took it as on the tap's network,
+    # the kernel refused the halves via it ("Nexthop has invalid gateway"), and the tunnel stayed
+    # up with them held and no later ACK looked at. router_on_link is the wait's test; what it
+    # says must be what the kernel takes (a /31's two addresses are hosts, RFC 3021).
+    net = _net(tap, "route-gateway dhcp\n")
+    push = "PUSH_REPLY,redirect-gateway def1"
+    _ip("addr", "add", f"198.18.80.2/{plen}" if plen < 31 else "198.18.80.2/31", "dev", tap)
+    _ip("link", "set", tap, "up")
+    try:
+        net.apply(parse_push_reply_untrusted(push), SERVER)
+        assert net.router_on_link(router) is on_link
+        kernel = _ip_text("route", "add", "198.18.99.0/24", "via", router, "dev", tap)
+        assert (kernel == "") is on_link, f"the kernel says {kernel!r} of a route via {router}"
+    finally:
+        net.close()
