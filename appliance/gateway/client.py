@@ -18,6 +18,7 @@ import os
 import random
 import signal
 import time
+from collections import deque
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Callable, Protocol
@@ -27,6 +28,7 @@ from ..openvpn import events as ev
 from ..openvpn.authtoken import AuthToken
 from ..openvpn.clientnat import MAX_ENTRIES as NAT_MAX
 from ..openvpn.clientnat import ClientNat, combined
+from ..logpace import NoteLimit
 from ..openvpn.datapath import ClientDataPath
 from ..openvpn.config import ConfigError, Options, Remote
 from ..openvpn.config.connection_entry import entry_of
@@ -83,6 +85,7 @@ FAULT_RETRY = 5.0               # s: the next attempt after our bug broke a rest
 AFTER_UP_DELAY = 0.02
 SCRIPT_POLL = 0.05              # CONNECTED waits for up/route-up: looked at this often
 DHCP_ROUTER_LOG_EVERY = 10.0    # s: route-gateway dhcp's "Extracted DHCP router address" at most this often
+DHCP_ROUTERS_KEPT = 4           # usable DHCP routers the wait chooses among (the newest on the tap's network)
 
 
 class Lazy:
@@ -178,9 +181,13 @@ class ClientGateway(SignalWakes):
         # The current link's handlers for the pump (_link_handlers): (link, read, write).
         self._handlers: tuple | None = None
         self.dhcp_router: str | None = None      # route-gateway dhcp: the last DHCPACK's router (a tap client)
+        # ... and the usable ones before it, newest last: the wait goes via the newest on the
+        # tap's network, so a forged ACK after the real one does not replace its router (atk50).
+        self._dhcp_routers: deque[str] = deque(maxlen=DHCP_ROUTERS_KEPT)
         # (connection, push, since): the routes wait for a DHCP router alone (no route-delay)
         self._router_wait: tuple | None = None
         self._dhcp_router_said = float("-inf")
+        self._unusable_router_note = NoteLimit(DHCP_ROUTER_LOG_EVERY)
         self._takeover: TakeOver | None = None       # p2p tls-server: a new session beside the live one
         self._tcp_listener: tuple | None = None      # p2p tls-server over TCP: (listener, allowed) until a peer
         self.tun_watched: TunPort | None = None
@@ -1739,10 +1746,21 @@ class ClientGateway(SignalWakes):
         c.dp.set_dhcp_router(self._dhcp_router if on else None)
 
     def _dhcp_router(self, router: str) -> None:
-        """An ACK's router (a server may send any number): said when it changes, at most every 10 s."""
+        """An ACK's router (a server may send any number): said when it changes, at most every 10 s.
+        One no route can go via (0.0.0.0, a broadcast, multicast or loopback address:
+        route_delay.usable_router) is said but not taken: taken, it replaced a router that could
+        be used, and a forged ACK right after the real one ended the connection (atk50)."""
         if router == self.dhcp_router:
             return
+        if usable_router(router) is None:
+            if (held := self._unusable_router_note.due(self.clock())) is not None:
+                log.warning("route-gateway dhcp: a DHCP ACK named %s as router, no address routes can go via; "
+                            "not used%s", router, f" ({held} more since)" if held else "")
+            return
         self.dhcp_router = router
+        if router in self._dhcp_routers:
+            self._dhcp_routers.remove(router)
+        self._dhcp_routers.append(router)
         if self._router_wait is not None and usable_router(router) is not None \
                 and self.pump.timers.armed("route-delay"):
             c, pushed, _since = self._router_wait      # the routes waited for this router alone: in now
@@ -1762,20 +1780,23 @@ class ClientGateway(SignalWakes):
         if self.conn is not c:
             return
         alone, self._router_wait = self._router_wait, None
-        if alone is not None and (r := usable_router(self.dhcp_router)) is not None \
-                and self.clock() < alone[2] + ROUTER_WAIT and not self.net.router_on_link(r):
-            # The ACK's router came before the DHCP client on the tap took the ACK's address:
-            # routes via it wait for that too (ROUTER_ON_LINK_POLL), within the same deadline.
-            self._router_wait = alone
-            self.pump.timers.arm("route-delay", min(self.clock() + ROUTER_ON_LINK_POLL, alone[2] + ROUTER_WAIT),
-                                 lambda: self._route_delay_over(c, pushed))
-            return
+        if alone is not None and self._dhcp_routers:
+            on_link = next((r for r in reversed(self._dhcp_routers) if self.net.router_on_link(r)), None)
+            if on_link is None and self.clock() < alone[2] + ROUTER_WAIT:
+                # The ACK's router came before the DHCP client on the tap took the ACK's address:
+                # routes via it wait for that too (ROUTER_ON_LINK_POLL), within the same deadline.
+                self._router_wait = alone
+                self.pump.timers.arm("route-delay", min(self.clock() + ROUTER_ON_LINK_POLL, alone[2] + ROUTER_WAIT),
+                                     lambda: self._route_delay_over(c, pushed))
+                return
+            if on_link is not None and on_link != self.dhcp_router:
+                # An earlier ACK's router, on the tap's network where a later one is not (a
+                # forged ACK after the real one: any host on the bridged LAN sees the exchange).
+                self.dhcp_router = on_link
+                self.updown.route_setenv(route_vpn_gateway=on_link)
         try:
             router = usable_router(self.dhcp_router)
-            if router is None and self.dhcp_router is not None:
-                log.warning("route-gateway dhcp: the DHCP router %s is no address routes can go via; "
-                            "not used", self.dhcp_router)
-            elif alone is not None and router is not None and not self.net.router_on_link(router):
+            if alone is not None and router is not None and not self.net.router_on_link(router):
                 # Still off the tap's networks (or their broadcast address) at the deadline: the
                 # host would refuse the halves via it, and the tunnel would stay up with the
                 # redirect held and no later ACK looked at (atk50: one forged ACK did that, at

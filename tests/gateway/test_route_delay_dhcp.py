@@ -254,3 +254,41 @@ def test_a_forged_ack_naming_the_tap_networks_broadcast_ends_that_connection_onl
     assert w.run(lambda: any(",CONNECTED," in x for x in tap.got), max_time=40)
     assert net.added == [None, "198.19.1.1"]
     c._cleanup()
+
+
+class LanNet(AloneNet):
+    """As AloneNet, the tap on 198.19.1.0/24 once the DHCP client there took its lease
+    (`leased`); before that no router is on its network."""
+
+    leased = False
+
+    def router_on_link(self, router: str) -> bool:
+        return self.leased and router.startswith("198.19.1.") and router != "198.19.1.255"
+
+
+@pytest.mark.parametrize("forged", ["0.0.0.0", "255.255.255.255", "224.0.0.1", "10.9.9.9", "198.19.1.255"])
+def test_a_forged_ack_after_the_real_one_does_not_replace_its_router(pki, tmp_path, monkeypatch, caplog, forged):
+    # atk50: the LAN's real ACK comes, its router is read on the way to the tap, and the wait
+    # polls for the DHCP client there to take the address; a forged ACK (any host on the bridged
+    # LAN sees the exchange: it is broadcast) follows at once naming a router no route can go
+    # via. The last ACK's router was the one: 0.0.0.0 or a broadcast ended the connection at the
+    # next poll, one off the tap's network held the redirect for 30 s and ended it (or, the
+    # broadcast, went in and was refused). Now a router no route can go via is not taken, and
+    # the wait goes via the newest router that is on the tap's network once the lease is in.
+    monkeypatch.setattr(gateway_world, "FakeTunnelNetwork", LanNet)
+    log = tmp_path / "log"
+    w, c, tap = _client_without_delay(pki, tmp_path, log)
+    net = w.client_nets[0]
+    assert w.run(lambda: log.exists() and "== up" in log.read_text(), max_time=20)
+    up_at = w.clock()
+    c._dhcp_router("198.19.1.1")                # the real ACK, on its way to the tap
+    c._dhcp_router(forged)                      # the forged one, right after it
+    assert w.run(lambda: False, max_time=1) is False
+    assert net.added == [] and net.applied == 1
+    net.leased = True                           # the DHCP client on the tap took the real lease
+    assert w.run(lambda: any(",CONNECTED," in x for x in tap.got), max_time=10), net.added
+    assert w.clock() - up_at < 5
+    assert net.added == ["198.19.1.1"] and net.applied == 1
+    rup_env = _records(log)[1][2]
+    assert rup_env.get("route_vpn_gateway") == "198.19.1.1"
+    c._cleanup()
