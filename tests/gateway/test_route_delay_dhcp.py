@@ -233,11 +233,11 @@ class BroadcastRouterNet(AloneNet):
 def test_a_forged_ack_naming_the_tap_networks_broadcast_ends_that_connection_only(pki, tmp_path, monkeypatch,
                                                                                     caplog):
     # atk50: one forged DHCP ACK (any host on the bridged LAN, or the server) naming the tap
-    # subnet's broadcast address as the router. It was taken as on the tap's network, the halves
-    # were refused by the kernel ("Nexthop has invalid gateway"), and the tunnel stayed up with the
-    # redirect held and no later ACK looked at -- and, as "a router the tap still holds", every
-    # reconnect went the same way at once. Now it is no router: the wait runs out, that connection
-    # ends, and the next ACK's router goes in.
+    # subnet's broadcast address as the router. It was taken as on the tap's network at once, the
+    # kernel refused the halves via it ("the kernel refused its routes (Invalid argument)"), the
+    # connection ended -- and, as "a router the tap still holds", every reconnect went via it at
+    # once and ended the same way: a restart loop every restart pause. Now it is no router: the
+    # wait runs out, that connection ends, and the next ACK's router goes in.
     monkeypatch.setattr(gateway_world, "FakeTunnelNetwork", BroadcastRouterNet)
     log = tmp_path / "log"
     w, c, tap = _client_without_delay(pki, tmp_path, log)

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 
 import pytest
 
+from lab.attacks import FORGED_DHCP_ACKS
 from lab.configs import client_profile, server_config
 from lab.netns import SRV_IP, Lab, until
 
@@ -172,6 +174,43 @@ def test_a_redirect_without_route_delay_waits_for_the_dhcp_router_where_debians_
     print(f"ours waited {waited.group(1)} s for the DHCP router (no route-delay)")
     assert reach == 3, "our client cannot reach the LAN"
 
+
+def test_forged_acks_from_a_lan_host_do_not_take_our_clients_redirect(lab):
+    """atk50: a host on the bridged LAN broadcasts DHCP ACKs naming the LAN's broadcast address
+    198.19.1.255 as the router, every 0.2 s from before our client connects until after its
+    lease (no DHCP client takes them: each has its own transaction id). Our data path reads them
+    as any ACK, as 2.6's does. Before, the last ACK's router was the one: the broadcast, taken as
+    on the tap's network, the kernel refused the halves via it ("the kernel refused its routes
+    (Invalid argument)"), the connection ended, and each reconnect reused that router at once: a
+    restart loop. Now the broadcast is no router on the tap's network; the redirect goes via
+    dnsmasq's real router, on the first connection."""
+    forger = lab.start(lab.srv, [sys.executable, "-c", FORGED_DHCP_ACKS, "br0", "198.19.1.255", "198.19.1.66",
+                                 "0.2", "300"], "dhcp-forger")
+    ours_prof, events = dhcp_profile(lab, DEBIAN_PORT, "ours-forged")
+    out = lab.tmp / "ours-forged-route-up.txt"
+    ru = lab.write("ours-forged-route-up.sh", f'#!/bin/sh\nenv > {out}.new && mv {out}.new {out}\n')
+    ru.chmod(0o755)
+    ours = lab.ours(lab.cli, ours_prof + f"route-up {ru}\n", "ours-forged")
+    try:
+        leased(lab, events, lab.cli)
+        assert until(out.exists, 30), ours.log()[-3000:]
+        assert forger.alive(), forger.log()         # still forging after the routes went in
+        env = dict(line.split("=", 1) for line in out.read_text().splitlines() if "=" in line)
+        routes = lab.cli.run("ip -4 route show").stdout
+        outside = lab.cli.run("ip route get 198.18.99.1", check=False)
+        log = ours.log()
+        reach = lab.ping(lab.cli, LAN_ROUTER, 3)
+    finally:
+        forger.stop()
+        ours.stop_promptly(5)
+        stop_udhcpc(lab, "ours-forged")
+    assert "Extracted DHCP router address: 198.19.1.255" in log, log[-3000:]    # the forged ACKs reached it
+    assert env.get("redirect_gateway") == "1" and env.get("route_vpn_gateway") == LAN_ROUTER, (env, log[-3000:])
+    assert f"0.0.0.0/1 via {LAN_ROUTER} dev tap0" in routes and f"128.0.0.0/1 via {LAN_ROUTER} dev tap0" in routes, \
+        (routes, log[-3000:])
+    assert f"via {LAN_ROUTER} dev tap0" in outside.stdout, outside.stdout + outside.stderr
+    assert "routes not all installed" not in log and "restarting" not in log, log[-3000:]
+    assert reach == 3, "our client cannot reach the LAN"
 
 @pytest.mark.parametrize("line, router", [("server-bridge", ""), ("server-bridge nogw", LAN_ROUTER)])
 def test_debians_client_leases_through_our_bridge(lab, line, router):

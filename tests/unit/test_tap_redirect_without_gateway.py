@@ -350,9 +350,9 @@ def test_a_killed_clients_holds_go_at_the_profiles_next_start(ns, tmp_path):  # 
 def test_the_tap_networks_broadcast_address_is_no_router_on_it(tap, plen, router, on_link):
     # atk50: a DHCP ACK from the server side's LAN (any host there can send one) may name the
     # tap network's broadcast address as the router. The wait took it as on the tap's network,
-    # the kernel refused the halves via it ("Nexthop has invalid gateway"), and the tunnel stayed
-    # up with them held and no later ACK looked at. router_on_link is the wait's test; what it
-    # says must be what the kernel takes (a /31's two addresses are hosts, RFC 3021).
+    # the kernel refused the halves via it ("Nexthop has invalid gateway"), the connection ended
+    # and every reconnect reused it at once (a restart loop). router_on_link is the wait's test;
+    # what it says must be what the kernel takes (a /31's two addresses are hosts, RFC 3021).
     net = _net(tap, "route-gateway dhcp\n")
     push = "PUSH_REPLY,redirect-gateway def1"
     _ip("addr", "add", f"198.18.80.2/{plen}" if plen < 31 else "198.18.80.2/31", "dev", tap)
