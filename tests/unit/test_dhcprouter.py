@@ -441,3 +441,32 @@ def test_a_lone_type_byte_at_the_end_does_not_become_an_option():
     f = unterminated(bytes((53, 1, 5)) + ROUTER + bytes((121,)))
     out, _ = extract_router(f)
     assert [c for c, _ in _options_read(out)] == [53]
+
+
+@pytest.mark.parametrize("halves", [
+    (bytes((8, 10, 198, 19, 1, 1, 0, 198, 19)), bytes((1, 66))),     # the default's entry cut across two
+    (bytes((0,)), bytes((198, 19, 1, 66))),                          # its width alone, then its router
+    (bytes((8, 10, 198, 19, 1, 1)), bytes((0, 198, 19, 1, 66))),     # whole entries, the default in the second
+])
+def test_a_default_route_split_across_option_instances_does_not_survive(halves):
+    """atk50: RFC 3396 -- a client joins the instances of an option (121 over 255 bytes is sent in
+    pieces) before reading it, so a hostile reply can cut the default route's entry across two.
+    Each instance is read alone here: a cut one is malformed and goes whole, whole entries read
+    the same alone as joined. Whatever is left, joined, holds no 0.0.0.0/0."""
+    a, b = halves
+    f = raw_reply(bytes((53, 1, 5, 121, len(a))) + a + bytes((121, len(b))) + b)
+    out, _ = extract_router(f)
+    opts = bytes(Ether(out)[BOOTP])[240:]
+    joined, i = b"", 0
+    while i < len(opts) and opts[i] != 255:
+        if opts[i] == 0:
+            i += 1
+            continue
+        if opts[i] == 121:
+            joined += opts[i + 2:i + 2 + opts[i + 1]]
+        i += 2 + opts[i + 1]
+    i = 0
+    while i < len(joined):
+        assert joined[i] != 0, f"a default route left: {joined.hex()}"
+        i += 1 + (joined[i] + 7) // 8 + 4
+    assert i == len(joined) and _udp_checksum_ok(out)
