@@ -185,7 +185,7 @@ def test_forged_acks_from_a_lan_host_do_not_take_our_clients_redirect(lab):
     restart loop. Now the broadcast is no router on the tap's network; the redirect goes via
     dnsmasq's real router, on the first connection."""
     forger = lab.start(lab.srv, [sys.executable, "-c", FORGED_DHCP_ACKS, "br0", "198.19.1.255", "198.19.1.66",
-                                 "0.2", "300"], "dhcp-forger")
+                                 "0.2", "1000"], "dhcp-forger")
     ours_prof, events = dhcp_profile(lab, DEBIAN_PORT, "ours-forged")
     out = lab.tmp / "ours-forged-route-up.txt"
     ru = lab.write("ours-forged-route-up.sh", f'#!/bin/sh\nenv > {out}.new && mv {out}.new {out}\n')
