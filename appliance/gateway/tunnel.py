@@ -449,7 +449,7 @@ class TunnelNetwork(_TunAndRoutes):
                      "in the config" if self.opts.redirect_gateway is not None else "none", len(self.opts.route))
         else:
             self._all_routes(pushed, remote_ip, ng4, ng6, has6, server_path)
-        if self.routes_waiting is None or self.routes_waiting[3] != "dhcp":
+        if self.routes_waiting is None:
             self.routes.release_holds()         # the last push's redirect, covered until now
         if pushed.dns:
             # applied (or not) by host/resolver.py; a push may name ~1000 (eventlog.MAX_SUMMARY_ITEMS)
@@ -515,9 +515,12 @@ class TunnelNetwork(_TunAndRoutes):
         self.routes_waiting = (pushed, remote_ip, has6, kind, server_path)
         if server_path is not None and self.routes is not None and not self.opts.route_noexec:
             self.routes.keep_path_to(remote_ip, server_path)
-        if kind != "dhcp":          # (said with its own words there)
-            log.info("route-delay %d: the routes, >UPDOWN:UP and route-up wait (as OpenVPN 2.6)",
-                     delay_in_effect(self.opts, pushed)[0])
+        if kind == "routes":        # (dhcp: held by _wait_for_router, said with its own words there)
+            held = self._hold_redirect(pushed, remote_ip, server_path)
+            log.info("route-delay %d: the routes, >UPDOWN:UP and route-up wait (as OpenVPN 2.6)%s",
+                     delay_in_effect(self.opts, pushed)[0],
+                     "; the redirect's traffic refused as unreachable meanwhile, never sent outside the tunnel "
+                     "(2.6 sends it out the host's own route until then)" if held else "")
 
     def _wait_for_router(self, pushed, remote_ip: str, has6: bool, server_path=None, alone: bool = False) -> None:
         """route-delay with route-gateway dhcp (or, `alone`, a redirect with route-gateway dhcp
@@ -529,31 +532,7 @@ class TunnelNetwork(_TunAndRoutes):
         meanwhile (RouteSet.hold_halves): 2.6 lets that traffic out the host's own default route
         until its routes go in, which the user's redirect asked it not to."""
         self.router_alone = alone
-        redirect4 = self._redirect4(pushed)
-        redirect6 = redirect_defaults(self.opts, pushed)[1] or self.block_ipv6
-        held = False
-        if (redirect4 or redirect6) and not self.opts.route_noexec:
-            if self.routes is None:
-                self.routes = RouteSet(self._nl)
-            if server_path is None and self._server_needs_host_route(pushed, remote_ip):
-                server_path = self._path_past_holds(remote_ip)
-            if server_path is not None:
-                self.routes.keep_path_to(remote_ip, server_path)      # before the holds: the tunnel's own way
-            for v6 in (False, True):
-                if not (redirect6 if v6 else redirect4):
-                    continue
-                try:
-                    self.routes.hold_halves(v6)
-                    held = True
-                except NetlinkError as e:
-                    if v6 and not os.path.isdir("/proc/sys/net/ipv6"):
-                        continue                # a host without IPv6: nothing to hold
-                    raise _redirect_refused(f"{'IPv6 redirect' if v6 else 'redirect-gateway def1'} held "
-                                            "until the DHCP router", self.tun.name, None, e) from e
-        if self.routes is not None:
-            for v6 in (False, True):
-                if self.opts.route_noexec or not (redirect6 if v6 else redirect4):
-                    self.routes.release_holds(v6)   # the last push's, not this one's (_routes_replaced)
+        held = self._hold_redirect(pushed, remote_ip, server_path)
         self._wait_for_delay(pushed, remote_ip, has6, "dhcp", server_path)
         gateless = [f"{n} {m}" for n, m, g, _x in [*pushed.routes, *self.opts.route]
                     if g is None or not _is_v4(g) and g != "net_gateway"]
@@ -572,6 +551,61 @@ class TunnelNetwork(_TunAndRoutes):
         else:
             log.info("route-delay %d: routes and route-up wait (route-gateway dhcp: redirect-gateway via the router "
                      "a DHCP ACK gives by then)%s", delay_in_effect(self.opts, pushed)[0], held_text)
+
+    def _hold_redirect(self, pushed, remote_ip: str, server_path=None) -> bool:
+        """While this push's routes wait (route-delay, or route-gateway dhcp's router), what its
+        redirect would take into the tunnel is refused by the host instead: the halves of each
+        family it redirects (RouteSet.hold_halves) and, with `block-local`, the local network's
+        (RouteSet.block_local held: its gateway kept direct). The server's own host route goes in
+        first (the tunnel's way out). 2.6 sends all of it out the host's own routes until its
+        routes go in; the user's redirect asked it not to (tapredir49; explicit route-delay and
+        block-local since redirect50). The last push's holds of a family this one does not
+        redirect go. -> whether anything is held. A hold the host refuses fails the push."""
+        redirect4 = self._redirect4(pushed)
+        redirect6 = self._redirect6(pushed)
+        held = False
+        if (redirect4 or redirect6) and not self.opts.route_noexec:
+            if self.routes is None:
+                self.routes = RouteSet(self._nl)
+            if server_path is None and self._server_needs_host_route(pushed, remote_ip):
+                server_path = self._path_past_holds(remote_ip)
+            if server_path is not None:
+                self.routes.keep_path_to(remote_ip, server_path)      # before the holds: the tunnel's own way
+            for v6 in (False, True):
+                if not (redirect6 if v6 else redirect4):
+                    continue
+                try:
+                    self.routes.hold_halves(v6)
+                    held = True
+                except NetlinkError as e:
+                    if v6 and not os.path.isdir("/proc/sys/net/ipv6"):
+                        continue                # a host without IPv6: nothing to hold
+                    raise _redirect_refused(f"{'IPv6 redirect' if v6 else 'redirect-gateway def1'} held "
+                                            "while the routes wait", self.tun.name, None, e) from e
+            if self._blocks_local(pushed, redirect4):
+                ng4 = RouteSet.net_gateway(False, not_dev=self.tun.name)
+                net = self.routes.block_local(self.tun.name, ng4, hold=True) if ng4 is not None else None
+                if net is not None:
+                    log.info("redirect-gateway block-local: %s refused as unreachable until the routes go in "
+                             "(its gateway kept direct)", net)
+        if self.routes is not None:
+            for v6 in (False, True):
+                if self.opts.route_noexec or not (redirect6 if v6 else redirect4):
+                    self.routes.release_holds(v6)   # the last push's, not this one's (_routes_replaced)
+        return held
+
+    def _blocks_local(self, pushed, redirect4: bool) -> bool:
+        """Whether this push's redirect (or redirect-private) asks for `block-local`."""
+        flags = redirect_in_effect(self.opts, pushed)[0]
+        priv = self._private(pushed)
+        return bool((redirect4 and flags and "block-local" in flags)
+                    or (priv is not None and "block-local" in priv and "!ipv4" not in priv))
+
+    def _redirect6(self, pushed) -> bool:
+        """Whether this push's routes redirect IPv6 (redirect-gateway ipv6, block-ipv6, or a
+        pushed route-ipv6 ::/0), with or without ifconfig-ipv6."""
+        return (redirect_defaults(self.opts, pushed)[1] or pushed.block_ipv6
+                or any(self._default6(n6, g6) for n6, g6, _x in pushed.routes_ipv6))
 
     def add_waiting_routes(self, router: str | None) -> bool | None:
         """route-delay is over: the routes that waited, as they would have gone in at tunnel-up;
@@ -854,7 +888,11 @@ class TunnelNetwork(_TunAndRoutes):
         redirect6 = redirect6 or self.block_ipv6
         # A pushed default route: the two halves, like def1 (found ahead, see below).
         redirect4 = redirect4 or any(self._default4(*r) for r in pushed.routes)
-        redirect6 = redirect6 or any(self._default6(n6, g6, has6) for n6, g6, _x in pushed.routes_ipv6)
+        # (route-ipv6 ::/0 without ifconfig-ipv6 too: 2.6.14 adds `::/0 dev tun0` all the same,
+        # behind the host's own IPv6 default at the same metric -- IPv6 then leaves outside the
+        # tunnel there; redirect50. Ours: enforced below as redirect-gateway ipv6 is.)
+        default6 = any(self._default6(n6, g6) for n6, g6, _x in pushed.routes_ipv6)
+        redirect6 = redirect6 or default6
         if server_path is not None:
             # Ahead of the pushed routes, as OpenVPN adds it: a pushed route for the server's
             # own address must not take its place (the kernel keeps the first of the two).
@@ -873,6 +911,8 @@ class TunnelNetwork(_TunAndRoutes):
                 raise _redirect_refused("redirect-gateway def1", tun, rgw4, e) from e
             log.info("redirect-gateway def1 via %s%s (server %s kept on the old default route)", tun,
                      f" gateway {rgw4}" if rgw4 else "", remote_ip)
+        said6 = "route-ipv6 ::/0" if default6 and not redirect_defaults(self.opts, pushed)[1] else \
+            "redirect-gateway ipv6"
         if redirect6 and not has6 and not self.block_ipv6:
             # `redirect-gateway ipv6` (or a profile's) with no ifconfig-ipv6: the tunnel carries
             # no IPv6, and the user asked for IPv6 inside it, not outside. 2.6.14 adds its IPv6
@@ -885,13 +925,13 @@ class TunnelNetwork(_TunAndRoutes):
             # address from the LAN's router advertisements or DHCPv6, as DHCP gives IPv4), so
             # IPv6 goes into it as with 2.6.14, inside the tunnel, not dropped (review49e).
             if self.tap:
-                log.warning("redirect-gateway ipv6 without ifconfig-ipv6: IPv6 is routed into %s (as OpenVPN "
-                            "2.6), to the bridged LAN's IPv6, never sent outside the tunnel", tun)
+                log.warning("%s without ifconfig-ipv6: IPv6 is routed into %s (as OpenVPN "
+                            "2.6), to the bridged LAN's IPv6, never sent outside the tunnel", said6, tun)
             else:
                 self.block_ipv6 = True
-                log.warning("redirect-gateway ipv6 without ifconfig-ipv6: the tunnel carries no IPv6, so IPv6 is "
+                log.warning("%s without ifconfig-ipv6: the tunnel carries no IPv6, so IPv6 is "
                             "routed into %s and refused there (as block-ipv6), never sent outside the tunnel",
-                            tun)
+                            said6, tun)
         if redirect6:
             if has6 or self.block_ipv6 or self.tap:
                 try:
@@ -918,8 +958,7 @@ class TunnelNetwork(_TunAndRoutes):
         if self._route_lines > MAX_ROUTE_LINES:
             log.warning("%d more lines about pushed routes not shown (%d route and route-ipv6 pushed)",
                         self._route_lines - MAX_ROUTE_LINES, len(pushed.routes) + len(pushed.routes_ipv6))
-        if (redirect4 and flags and "block-local" in flags) or (
-                priv is not None and "block-local" in priv and "!ipv4" not in priv):
+        if self._blocks_local(pushed, redirect4):
             net = routes.block_local(tun, ng4) if ng4 is not None else None
             if net is None:
                 log.warning("redirect-gateway block-local: no local network found to block")
@@ -970,10 +1009,11 @@ class TunnelNetwork(_TunAndRoutes):
             return False
 
     @staticmethod
-    def _default6(net6: str, gw6, has6: bool) -> bool:
-        """Whether _route6 takes this pushed route-ipv6 as a default route (::/0, into the tunnel)."""
+    def _default6(net6: str, gw6) -> bool:
+        """Whether _route6 takes this pushed route-ipv6 as a default route (::/0, into the tunnel),
+        with ifconfig-ipv6 or without (then enforced as redirect-gateway ipv6 without it is)."""
         try:
-            return has6 and gw6 != "net_gateway_ipv6" and _net6(net6)[1] == 0
+            return gw6 != "net_gateway_ipv6" and _net6(net6)[1] == 0
         except ValueError:
             return False
 
@@ -1180,10 +1220,10 @@ class TunnelNetwork(_TunAndRoutes):
                     "route-ipv6 %s via the pre-tunnel gateway %s", net6, ng6[0] or "(link)")
             else:
                 self._route_line(logging.WARNING, _TAKEN_NG, f"route-ipv6 {net6}")
-        elif not has6:
-            self._route_line(logging.WARNING, "route-ipv6 %s: the server pushed no ifconfig-ipv6; skipped", net6)
         elif plen6 == 0:
             return True
+        elif not has6:
+            self._route_line(logging.WARNING, "route-ipv6 %s: the server pushed no ifconfig-ipv6; skipped", net6)
         else:
             if self.routes.add(n6, plen6, dev=self.tun.name, gateway=via, metric=metric):
                 self._route_line(logging.INFO, "route-ipv6 %s %sdev %s", net6, f"via {via} " if via else "",

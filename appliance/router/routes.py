@@ -123,12 +123,14 @@ class RouteSet:
         self.added.extend(held)
 
     def release_holds(self, v6: bool | None = None, replaced_only: bool = False) -> None:
-        """Removes hold_halves' routes (the redirect is in, or the push is given up); `v6`: only
+        """Removes hold_halves' routes, and block_local's held ones (the redirect is in, or the
+        push is given up); `v6`: only
         that family's; `replaced_only`: only those whose half a route of ours into the tunnel
         now takes (the others keep refusing: a push failing before its halves went in)."""
-        real = {s["dst"] for s in self.added if s["rtype"] == RTN_UNICAST and s["prefixlen"] == 1}
+        real = {(s["dst"], s["prefixlen"]) for s in self.added if s["rtype"] == RTN_UNICAST}
         held = [s for s in self.added if s["priority"] == HOLD_METRIC and s["rtype"] == RTN_UNREACHABLE
-                and (v6 is None or (":" in s["dst"]) == v6) and (not replaced_only or s["dst"] in real)]
+                and (v6 is None or (":" in s["dst"]) == v6)
+                and (not replaced_only or (s["dst"], s["prefixlen"]) in real)]
         if held:
             self._delete(held)
 
@@ -181,10 +183,13 @@ class RouteSet:
                     best = (prio, gateway, oif)
         return None if best is None else (best[1], best[2])
 
-    def block_local(self, tun: str, net_gateway: tuple[str | None, int]) -> str | None:
+    def block_local(self, tun: str, net_gateway: tuple[str | None, int], hold: bool = False) -> str | None:
         """OpenVPN's `redirect-gateway block-local`: the local network of the default route's
         interface goes into the tunnel (as two half routes, which beat the connected route), with
-        only the gateway itself kept reachable directly. Returns the network, or None if none."""
+        only the gateway itself kept reachable directly. Returns the network, or None if none.
+        `hold`: the two halves refused as hold_halves' are (unreachable, HOLD_METRIC) while the
+        routes wait, so the local network is not reached directly meanwhile either; the real
+        halves beat them later, and release_holds removes them."""
         gw, oif = net_gateway
         with Rtnl() as nl:
             addrs = [(a, plen) for _f, a, plen, _i in nl.addrs(socket.AF_INET, index=oif)]
@@ -194,7 +199,10 @@ class RouteSet:
         if gw:
             self.add(gw, 32, oif=oif)
         for half in net.subnets(prefixlen_diff=1):
-            self.add(str(half.network_address), half.prefixlen, dev=tun)
+            if hold:
+                self.add(str(half.network_address), half.prefixlen, metric=HOLD_METRIC, unreachable=True)
+            else:
+                self.add(str(half.network_address), half.prefixlen, dev=tun)
         return str(net)
 
     def holds_via(self, network: str, prefixlen: int, via: tuple[str | None, int], metric: int | None = None) -> bool:
