@@ -22,6 +22,10 @@ HOLD_METRIC = 0x7FFFFFF0
 class RouteSet:
     def __init__(self, nl: Rtnl | None = None) -> None:
         self.added: list[dict] = []
+        # block_local's network halves and its gateway's direct route (take_holds carries them
+        # over a re-applied push: held, the gateway's route kept).
+        self.local_block: list[tuple[str, int]] = []
+        self.local_gateway: dict | None = None
         # A netlink socket `add` uses, kept open by the owner (the client's tunnel: making one
         # is ~40 us of kernel work, per route on the way to the first packet); None: one per call.
         self.nl = nl
@@ -116,11 +120,23 @@ class RouteSet:
 
     def take_holds(self, other: "RouteSet") -> None:
         """hold_halves' routes of `other` become ours, left in the kernel: `other.remove_all`
-        then leaves them (a re-applied push keeps refusing the redirect's traffic)."""
+        then leaves them (a re-applied push keeps refusing the redirect's traffic); block_local's
+        network is held likewise (redirect50)."""
         held = [s for s in other.added if s["priority"] == HOLD_METRIC and s["rtype"] == RTN_UNREACHABLE]
         for spec in held:
             other.added.remove(spec)
         self.added.extend(held)
+        # block-local's network: held too (its real halves go with `other`), and its gateway's
+        # direct route kept -- the server's host route via that gateway is refused beside the
+        # held halves without it (the kernel finds no way to the gateway).
+        gw = other.local_gateway
+        if gw is not None and gw in other.added:
+            other.added.remove(gw)
+            self.added.append(gw)
+            self.local_gateway = gw
+        for dst, plen in other.local_block:
+            self.add(dst, plen, metric=HOLD_METRIC, unreachable=True)      # EEXIST: taken above
+        self.local_block = list(other.local_block)
 
     def release_holds(self, v6: bool | None = None, replaced_only: bool = False) -> None:
         """Removes hold_halves' routes, and block_local's held ones (the redirect is in, or the
@@ -196,8 +212,9 @@ class RouteSet:
         if not addrs or addrs[0][1] >= 31:
             return None
         net = ipaddress.IPv4Network(f"{addrs[0][0]}/{addrs[0][1]}", strict=False)
-        if gw:
-            self.add(gw, 32, oif=oif)
+        if gw and self.add(gw, 32, oif=oif):
+            self.local_gateway = self.added[-1]
+        self.local_block = [(str(h.network_address), h.prefixlen) for h in net.subnets(prefixlen_diff=1)]
         for half in net.subnets(prefixlen_diff=1):
             if hold:
                 self.add(str(half.network_address), half.prefixlen, metric=HOLD_METRIC, unreachable=True)

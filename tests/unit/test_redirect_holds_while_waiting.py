@@ -142,3 +142,42 @@ def test_a_restart_while_the_halves_are_held_keeps_them_without_a_gap(tap, outsi
         assert net.add_waiting_routes("198.18.80.1") is True and _held() == set()
     finally:
         net.close()
+
+
+@pytest.fixture
+def lan_ways(monkeypatch):
+    """The way the kernel takes to LAN_HOST after each route deletion of ours (as outside_ways)."""
+    from appliance.tun.rtnl import NetlinkError, Rtnl
+    seen: list = []
+    real = Rtnl.route_del
+
+    def route_del(self, *a, **kw):
+        real(self, *a, **kw)
+        with Rtnl() as nl:
+            try:
+                seen.append(nl.route_get(LAN_HOST)[1])
+            except NetlinkError:
+                seen.append("refused")
+    monkeypatch.setattr(Rtnl, "route_del", route_del)
+    return seen
+
+
+def test_block_local_re_applied_on_failover_never_reaches_the_lan_directly(inside, lan_ways):
+    # review49e's re-apply moment for block-local's halves: the last push's went before the next
+    # push put its own in, and the local network was reached directly meanwhile.
+    dev = inside()
+    net = _tun_net(dev)
+    push = "PUSH_REPLY,redirect-gateway def1 block-local" + TUN_ADDR
+    try:
+        net.apply(parse_push_reply_untrusted(push), SERVER)
+        assert f"dev {dev}" in _ip_text("route", "get", LAN_HOST)
+        lan_ways.clear()
+        net.reach("198.18.60.10")
+        net.apply(parse_push_reply_untrusted(push), "198.18.60.10")
+        assert lan_ways and _wan() not in lan_ways, f"the local network reached directly: {lan_ways}"
+        assert f"dev {dev}" in _ip_text("route", "get", LAN_HOST) and _held() == set()
+        assert "dev wan" in _ip_text("route", "get", "198.18.60.10"), "the next server's own way refused"
+        assert "dev wan" in _ip_text("route", "get", LAN_GW)
+    finally:
+        net.close()
+    assert _held() == set()
