@@ -563,8 +563,9 @@ class TunnelNetwork(_TunAndRoutes):
         redirect go. -> whether anything is held. A hold the host refuses fails the push."""
         redirect4 = self._redirect4(pushed)
         redirect6 = self._redirect6(pushed)
+        local = self._blocks_local(pushed, redirect4)       # (redirect-private's too)
         held = False
-        if (redirect4 or redirect6) and not self.opts.route_noexec:
+        if (redirect4 or redirect6 or local) and not self.opts.route_noexec:
             if self.routes is None:
                 self.routes = RouteSet(self._nl)
             if server_path is None and self._server_needs_host_route(pushed, remote_ip):
@@ -582,15 +583,16 @@ class TunnelNetwork(_TunAndRoutes):
                         continue                # a host without IPv6: nothing to hold
                     raise _redirect_refused(f"{'IPv6 redirect' if v6 else 'redirect-gateway def1'} held "
                                             "while the routes wait", self.tun.name, None, e) from e
-            if self._blocks_local(pushed, redirect4):
+            if local:
                 ng4 = RouteSet.net_gateway(False, not_dev=self.tun.name)
                 net = self.routes.block_local(self.tun.name, ng4, hold=True) if ng4 is not None else None
                 if net is not None:
+                    held = True
                     log.info("redirect-gateway block-local: %s refused as unreachable until the routes go in "
                              "(its gateway kept direct)", net)
         if self.routes is not None:
             for v6 in (False, True):
-                if self.opts.route_noexec or not (redirect6 if v6 else redirect4):
+                if self.opts.route_noexec or not (redirect6 if v6 else redirect4 or local):
                     self.routes.release_holds(v6)   # the last push's, not this one's (_routes_replaced)
         return held
 
