@@ -149,6 +149,14 @@ class RouteSet:
                 and (not replaced_only or (s["dst"], s["prefixlen"]) in real)]
         if held:
             self._delete(held)
+        gw = self.local_gateway
+        if (gw is not None and v6 is not True and not replaced_only
+                and not any((s["dst"], s["prefixlen"]) in self.local_block for s in self.added)):
+            # block-local's network neither held nor routed any more (a push without it replaced
+            # one with it): the gateway's direct route take_holds carried over goes too.
+            if gw in self.added:
+                self._delete([gw])
+            self.local_gateway, self.local_block = None, []
 
     @staticmethod
     def goes_via(remote_ip: str, dev: str) -> bool:
