@@ -688,9 +688,10 @@ class TunnelNetwork(_TunAndRoutes):
 
     def _path_past_holds(self, remote_ip: str):
         """RouteSet.path_to(remote_ip) off the tunnel; with our holds refusing that family (the
-        kernel's lookup fails), the pre-tunnel default's way, as reach() takes it."""
+        kernel's lookup fails), the pre-tunnel default's way, as reach() takes it -- on-link for
+        a server in block-local's held network (its way before the holds)."""
         if self.routes is not None and self.routes.refuses(":" in remote_ip):
-            got = RouteSet.path_to(remote_ip, not_dev=self.tun.name)
+            got = RouteSet.path_to(remote_ip, not_dev=self.tun.name) or self.routes.held_local_path(remote_ip)
             return got if got is not None else RouteSet.net_gateway(":" in remote_ip, not_dev=self.tun.name)
         return RouteSet.path_to(remote_ip, not_dev=self.tun.name)
 

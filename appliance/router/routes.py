@@ -26,6 +26,7 @@ class RouteSet:
         # over a re-applied push: held, the gateway's route kept).
         self.local_block: list[tuple[str, int]] = []
         self.local_gateway: dict | None = None
+        self.local_oif: int | None = None
         # A netlink socket `add` uses, kept open by the owner (the client's tunnel: making one
         # is ~40 us of kernel work, per route on the way to the first packet); None: one per call.
         self.nl = nl
@@ -105,6 +106,17 @@ class RouteSet:
         for net in (("::", "8000::") if v6 else ("0.0.0.0", "128.0.0.0")):
             self.add(net, 1, metric=HOLD_METRIC, unreachable=True)
 
+    def held_local_path(self, address: str) -> "Path | None":
+        """The way to `address` when block_local's held network holds it (the kernel's lookup
+        fails there): on-link out of that network's interface, as before the holds. None else."""
+        if self.local_oif is None or ":" in address:
+            return None
+        ip = ipaddress.ip_address(address)
+        held = {(s["dst"], s["prefixlen"]) for s in self.added if s["rtype"] == RTN_UNREACHABLE}
+        if any((d, p) in held and ip in ipaddress.ip_network(f"{d}/{p}") for d, p in self.local_block):
+            return (None, self.local_oif)
+        return None
+
     def on_link(self, dst: str, oif: int) -> bool:
         """Whether an address of interface `oif` has `dst` on its network (a route via `dst`
         out of it is then one the kernel takes): not as that network's IPv4 broadcast address
@@ -136,7 +148,7 @@ class RouteSet:
             self.local_gateway = gw
         for dst, plen in other.local_block:
             self.add(dst, plen, metric=HOLD_METRIC, unreachable=True)      # EEXIST: taken above
-        self.local_block = list(other.local_block)
+        self.local_block, self.local_oif = list(other.local_block), other.local_oif
 
     def release_holds(self, v6: bool | None = None, replaced_only: bool = False) -> None:
         """Removes hold_halves' routes, and block_local's held ones (the redirect is in, or the
@@ -156,7 +168,7 @@ class RouteSet:
             # one with it): the gateway's direct route take_holds carried over goes too.
             if gw in self.added:
                 self._delete([gw])
-            self.local_gateway, self.local_block = None, []
+            self.local_gateway, self.local_block, self.local_oif = None, [], None
 
     @staticmethod
     def goes_via(remote_ip: str, dev: str) -> bool:
@@ -222,6 +234,7 @@ class RouteSet:
         net = ipaddress.IPv4Network(f"{addrs[0][0]}/{addrs[0][1]}", strict=False)
         if gw and self.add(gw, 32, oif=oif):
             self.local_gateway = self.added[-1]
+        self.local_oif = oif
         self.local_block = [(str(h.network_address), h.prefixlen) for h in net.subnets(prefixlen_diff=1)]
         for half in net.subnets(prefixlen_diff=1):
             if hold:

@@ -169,9 +169,11 @@ def lan_ways(monkeypatch):
     return seen
 
 
-def test_block_local_re_applied_on_failover_never_reaches_the_lan_directly(inside, lan_ways):
+@pytest.mark.parametrize("server2", ["198.18.60.10", "198.18.40.50"], ids=["behind the gateway", "on the LAN"])
+def test_block_local_re_applied_on_failover_never_reaches_the_lan_directly(inside, lan_ways, server2):
     # review49e's re-apply moment for block-local's halves: the last push's went before the next
-    # push put its own in, and the local network was reached directly meanwhile.
+    # push put its own in, and the local network was reached directly meanwhile. A next server on
+    # that very network keeps its on-link way (the held halves fail the kernel's lookup of it).
     dev = inside()
     net = _tun_net(dev)
     push = "PUSH_REPLY,redirect-gateway def1 block-local" + TUN_ADDR
@@ -179,11 +181,13 @@ def test_block_local_re_applied_on_failover_never_reaches_the_lan_directly(insid
         net.apply(parse_push_reply_untrusted(push), SERVER)
         assert f"dev {dev}" in _ip_text("route", "get", LAN_HOST)
         lan_ways.clear()
-        net.reach("198.18.60.10")
-        net.apply(parse_push_reply_untrusted(push), "198.18.60.10")
+        net.reach(server2)
+        net.apply(parse_push_reply_untrusted(push), server2)
         assert lan_ways and _wan() not in lan_ways, f"the local network reached directly: {lan_ways}"
         assert f"dev {dev}" in _ip_text("route", "get", LAN_HOST) and _held() == set()
-        assert "dev wan" in _ip_text("route", "get", "198.18.60.10"), "the next server's own way refused"
+        way = _ip_text("route", "get", server2)
+        assert "dev wan" in way, "the next server's own way refused"
+        assert ("via" in way) is (server2 == "198.18.60.10"), way
         assert "dev wan" in _ip_text("route", "get", LAN_GW)
     finally:
         net.close()
