@@ -1519,6 +1519,10 @@ class ClientGateway(SignalWakes):
                     # closed session arms no timer, so it waited for the server's next datagram
                     # -- from a server gone silent, never: a client "up" for ever, no reconnect.
                     self._events(c)
+                if self._route_keeper is not None and self.conn is c:
+                    # The kernel's note of the address just set, read in this wake-up rather
+                    # than at one of its own beside the echo (RouteKeeper.read_now).
+                    self._route_keeper.read_now()
         if self.conn is c:                  # a failed send may have ended it
             if self.mgmt is not None and not c.auth_said and s.peer_sid is not None:
                 c.auth_said = True

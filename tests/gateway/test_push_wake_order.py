@@ -146,3 +146,76 @@ def test_a_held_flush_that_ends_the_session_restarts_the_client_though_the_serve
     w.net.deliver = deliver
     assert w.run(lambda: c.conn is None or c.conn.session is not s, max_time=120), "the client never started over"
     assert silent and s.closed and w.clock() - silent[0] < 5, (silent, w.clock())
+
+
+class _NotedWatch:
+    """The route keeper's watch port (tun/route_watch.py) in memory: the kernel's notes queued,
+    readable while any is; `reads` records (loop steps so far, notes read) per changed() call."""
+    has_pending = False
+    concerns = None
+    log: list | None = None
+
+    def __init__(self, net) -> None:
+        from lab.fakes import _fds
+        self.net, self.fd, self.notes, self.reads = net, next(_fds), [], []
+        net.by_fd[self.fd] = self
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def readable(self) -> bool:
+        return bool(self.notes)
+
+    def writable(self) -> bool:
+        return False
+
+    def changed(self, limit: int = 16) -> bool:
+        got, self.notes = self.notes, []
+        self.reads.append(len(got))
+        if self.log is not None:
+            self.log.append(("notes read", len(got)))
+        return bool(got)
+
+    def close(self) -> None:
+        self.net.by_fd.pop(self.fd, None)
+
+
+def test_the_note_of_the_tunnels_address_is_read_in_the_pushs_wake_up(pki):
+    """Setting the pushed address makes the kernel note an IPv4 address added on a device of our
+    routes, a hint for the route keeper (compat42), queued before the request's answer. It is read
+    in the wake-up that set the tunnel up, after the first data packet -- not at a loop turn of its
+    own beside the echo (firstpkt50) -- and judged as before: one check of the routes, SETTLE later."""
+    from appliance.gateway.route_keeper import Pacing
+    w, c, net, log = _client(pki, "tls-auth")
+    watch = _NotedWatch(w.net)
+    watch.log = log
+    c.ports.route_watch = lambda: watch
+    restored: list = []
+    net.restore_routes = lambda: (restored.append(w.clock()), ([], []))[1]
+    net.kept_routes = lambda: [{"dst": "198.19.0.0", "prefixlen": 24, "oif": 7}]
+    apply = net.apply
+
+    def apply_and_note(pushed, remote_ip):
+        apply(pushed, remote_ip)
+        watch.notes.append("RTM_NEWADDR tun-client")        # what the kernel queues at the address
+    net.apply = apply_and_note
+    ready: list = []
+    wait = c.pump.waiter.wait
+
+    def watched_wait(timeout):
+        got = wait(timeout)
+        ready.extend(1 for (h, _r, _w) in got if getattr(h[0], "__name__", "") == "_on_hint")
+        log.append("wake")
+        return got
+    c.pump.waiter.wait = watched_wait
+    c.start()
+    assert c._route_keeper is not None and c._route_keeper.watch is watch     # noqa: SLF001
+    net.tun.inject(_WAITING)
+    assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=30), "tunnel did not come up"
+    first = log.index(("send", 9))
+    w.run_for(Pacing.SETTLE + 1)
+    assert ready == [], "the loop woke for the address's note"
+    assert watch.reads and watch.reads[0] == 1 and not watch.notes
+    read = log.index(("notes read", 1))
+    assert first < read and "wake" not in log[first:read], log[first - 1:read + 1]   # the same wake-up
+    assert len(restored) == 1, restored                 # the hint still armed its check
