@@ -60,6 +60,17 @@ def _shown(text: str) -> str:
     return "".join(f"\\u{ord(ch):04x}" if unicodedata.category(ch) in ("Cf", "Zl", "Zp") else ch for ch in text)
 
 
+def _c_int(text: str) -> int:
+    """What glibc's sscanf("%d") stores for `text` that matched `\\s*[+-]?\\d+` at its start:
+    strtol's value (saturated at the 64-bit long's bounds), cut to a 32-bit int."""
+    v = max(min(int(text), 2**63 - 1), -2**63)
+    v &= 0xFFFFFFFF
+    return v - 2**32 if v >= 2**31 else v
+
+
+_BACKOFF_N = re.compile(r"\s*([+-]?\d+)")    # sscanf's " %d" after "backoff": whitespace, a sign, digits
+
+
 def _temp_flags(flags: str) -> tuple[bool, bool, int]:
     """AUTH_FAILED,TEMP's flags (`TEMP[backoff 42,advance remote]: text`): whether the client
     moves on, whether it skips the other addresses of the remote's name too, and the server's
@@ -68,17 +79,20 @@ def _temp_flags(flags: str) -> tuple[bool, bool, int]:
     the flags, the last of a kind winning; init.c socket_restart_pause waits at least the
     backoff, at most connect-retry's maximum): the same server again unless `advance addr`
     (the name's next address, or the next remote after its last) or `advance remote` (the next
-    remote, the name's other addresses skipped: next_connection_entry's advance_next_remote);
-    `backoff N` read as C's sscanf("%d") does, leading digits with an optional sign, anything
-    else (or a negative N) no backoff."""
+    remote, the name's other addresses skipped: next_connection_entry's advance_next_remote).
+    The flags are the text between `[` and the first `]`, split at `[` and `,` (strtok: empty
+    ones skipped) and compared as they are -- a flag with a space before or after it is unknown
+    to 2.6 (` backoff 30`, `advance remote `), and we took it after trimming (fuzz50): the two
+    ends of a refusal must agree on the wait. `backoff N` is read as sscanf("backoff %d"):
+    whitespace after the word, an optional sign, the digits, anything after ignored; no number,
+    or a negative one, no backoff."""
     if not flags.startswith("[") or "]" not in flags:
         return False, False, 0
     advance, skip, backoff = False, False, 0
     for t in flags[1:flags.index("]")].replace("[", ",").split(","):
-        t = t.strip()
         if t.startswith("backoff "):
-            m = re.match(r"\s*([+-]?\d{1,9})", t[len("backoff "):])
-            backoff = max(int(m.group(1)), 0) if m else 0
+            m = _BACKOFF_N.match(t, len("backoff"))
+            backoff = max(_c_int(m.group(1)), 0) if m else 0
         elif t in ("advance remote", "advance addr"):
             advance = True
             skip = skip or t == "advance remote"       # 2.6 clears advance_next_remote only when used
@@ -201,7 +215,10 @@ class ClientRole:
                 s.next_push_request = None
                 self._apply_push(ks, now)
         elif text.startswith("AUTH_FAILED"):
-            msg = text[len("AUTH_FAILED"):].lstrip(",")
+            # Only `AUTH_FAILED,<reason>` carries a reason (TEMP among them), as OpenVPN 2.6's
+            # receive_auth_failed reads it: `AUTH_FAILEDTEMP` or `AUTH_FAILED,,TEMP` is a plain
+            # refusal there (the run ends without auth-retry), and we took both for TEMP.
+            msg = text[len("AUTH_FAILED,"):] if text.startswith("AUTH_FAILED,") else ""
             s.events.append(ev.AuthFailed(msg or "authentication failed"))
             # TEMP: try again later, token kept (as OpenVPN 2.6). Otherwise, with a token in use,
             # it is the token the server refused (expired, or a server restarted with another

@@ -125,3 +125,21 @@ def test_auth_failed_temp_keeps_the_server_unless_its_flags_advance(pki, message
     link.run(lambda: c.closed, max_steps=50)
     e = _closed(c)
     assert e.restart and e.same_remote is same_remote and e.next_remote is not same_remote, e
+
+
+
+@pytest.mark.parametrize("message, restart", [
+    ("AUTH_FAILED,TEMP: busy", True),
+    ("AUTH_FAILEDTEMP: busy", False),
+    ("AUTH_FAILED,,TEMP: busy", False),
+    ("AUTH_FAILED TEMP: busy", False),
+])
+def test_only_auth_failed_comma_temp_is_a_temporary_refusal(pki, message, restart):
+    """OpenVPN 2.6's receive_auth_failed reads a reason only after `AUTH_FAILED,` and TEMP only
+    at its start: any other spelling is a plain refusal, which ends a run without auth-retry.
+    Ours stripped every comma after AUTH_FAILED (and took `AUTH_FAILEDTEMP`) as TEMP (fuzz50)."""
+    c, s, link = _up_pair(pki)
+    assert s.tell_restart(link.now, message)
+    link.run(lambda: c.closed, max_steps=50)
+    e = _closed(c)
+    assert e.restart is restart and e.reason.startswith("AUTH_FAILED TEMP") is restart, e

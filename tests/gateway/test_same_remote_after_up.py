@@ -81,6 +81,13 @@ def test_auth_failed_temp_keeps_the_server_unless_told_to_advance(pki, message, 
     ("AUTH_FAILED,TEMP[backoff 40,advance remote]: elsewhere", 1195, 40, 45),
     ("AUTH_FAILED,TEMP[backoff 99999]: hostile", 1194, 300, 305),    # connect-retry's maximum
     ("AUTH_FAILED,TEMP[backoff -5]: busy", 1194, 0, 5),
+    # fuzz50: 2.6 compares each flag as it is (strtok at `[` and `,`) and reads N as
+    # sscanf("backoff %d"): spaces after the word are taken, a space before it makes the flag
+    # unknown (no backoff), and N is cut to a C int
+    ("AUTH_FAILED,TEMP[backoff  30]: busy", 1194, 30, 35),
+    ("AUTH_FAILED,TEMP[advance no, backoff 30]: busy", 1194, 0, 5),
+    ("AUTH_FAILED,TEMP[advance no,backoff 30x]: busy", 1194, 30, 35),
+    ("AUTH_FAILED,TEMP[backoff 4294967326]: busy", 1194, 30, 35),
 ])
 def test_auth_failed_temp_backoff_is_the_least_wait_before_the_next_attempt(pki, message, port, least, most):
     """OpenVPN 2.6 (options_util.c parse_auth_failed_temp reads `backoff N`; init.c
