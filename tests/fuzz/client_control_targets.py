@@ -27,7 +27,12 @@ TEXTS = (b"PUSH_REPLY,", b"AUTH_PENDING,timeout ", b"INFO,", b"INFO_PRE,", b"RES
 LOG_PER_STEP = 40
 # The client's profile (the input's first byte): as it is, with tls-exit, with a management
 # interface on a unix socket (its state and event notifications: no management client connects).
-PROFILES = ("", "tls-exit\n", "management {dir}/client-{n}.sock unix\n")
+# fuzz50: three more, for what the server's words make the gateway do past the session: route-delay
+# with auth-retry nointeract (a pushed network applied late; AUTH_FAILED retried), remap-usr1
+# SIGTERM (a restart ends the run), auth-retry interact with a password (AUTH_FAILED forgets it).
+PROFILES = ("", "tls-exit\n", "management {dir}/client-{n}.sock unix\n",
+            "route-delay 1\nauth-retry nointeract\n", "remap-usr1 SIGTERM\n",
+            "auth-user-pass\nauth-retry interact\nmanagement {dir}/client-i{n}.sock unix\nmanagement-query-passwords\n")
 
 
 def make_client_control():
@@ -58,7 +63,7 @@ def make_client_control():
         w = World()
         gw = w.add_server(server_conf(pki))
         extra = PROFILES[kind].format(dir=d, n=state["made"])
-        c = w.add_client(client_conf(pki, "client0", extra=extra))
+        c = w.add_client(client_conf(pki, "client0", extra=extra), username="alice", password="pw")
         if not w.run(lambda: w.client_nets[0].pushed is not None and bool(gw.d.clients), max_time=30):
             raise RuntimeError("client-control world: the tunnel did not come up")
         state.update(w=w, c=c, n=0)
@@ -118,7 +123,7 @@ def make_client_control():
 
 def seeds() -> list[bytes]:
     t = lambda i, s=b"": bytes((0, i)) + s  # noqa: E731 - a text step: TEXTS[i] + s
-    return [bytes((i % len(PROFILES),)) + SEP.join(s) for i, s in enumerate((
+    old = [bytes((i % 3,)) + SEP.join(s) for i, s in enumerate((
         [t(0, b"route 198.18.100.0 255.255.255.0,ping 10"), bytes((5, 8))],
         [t(1, b"60"), bytes((5, 20)), bytes((4,)) + b"WEB_AUTH::https://example.net/", bytes((5, 40))],
         [t(2, b"hello"), t(3, b"WEB_AUTH::https://x"), t(10, b"https://x"), t(11, b"https://y"), t(12, b"E,R:pin?")],
@@ -138,6 +143,20 @@ def seeds() -> list[bytes]:
         [t(1, b"30"), bytes((5, 40))],
         [t(4), bytes((5, 40))],
     ))]
+    # fuzz50: the newer profiles (3: route-delay, auth-retry nointeract; 4: remap-usr1 SIGTERM;
+    # 5: auth-retry interact), AUTH_FAILED's TEMP flags and spellings 2.6 does not take as TEMP
+    return old + [bytes((profile,)) + SEP.join(s) for profile, s in (
+        (3, [t(7, b"bad user"), bytes((5, 80))]),
+        (3, [t(0, b"route 198.18.103.0 255.255.255.0"), bytes((5, 8)), t(0, b"route-gateway 198.19.0.1")]),
+        (4, [t(4), bytes((5, 40))]),
+        (5, [t(7, b"wrong password"), bytes((5, 80))]),
+        (0, [t(7, b"TEMP[advance remote]: elsewhere"), bytes((5, 40))]),
+        (0, [t(8, b"-1,advance addr]: next address"), bytes((5, 40))]),
+        (3, [t(8, b" 30,advance no, backoff 9]"), bytes((5, 200))]),
+        (0, [bytes((1,)) + b"AUTH_FAILEDTEMP\0", bytes((5, 40))]),
+        (2, [bytes((1,)) + b"AUTH_FAILED,,TEMP[backoff 3]\0", bytes((5, 40))]),
+        (5, [t(7, b"SESSION: token expired"), bytes((5, 40))]),
+    )]
 
 
 def dict_entries() -> list[bytes]:

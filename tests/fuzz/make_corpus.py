@@ -281,6 +281,10 @@ def dictionaries() -> dict[str, list[str]]:
     words["layer2-config"] = layer2_words()
     from .client_control_targets import dict_entries as client_control_words
     words["client-control"] = [w.decode("latin-1") for w in client_control_words()]
+    from .cr_command_targets import dict_entries as cr_command_words
+    words["cr-command"] = [w.decode("latin-1") for w in cr_command_words()]
+    from .mgmt_throttle_targets import dict_entries as mgmt_throttle_words
+    words["mgmt-throttle"] = [w.decode("latin-1") for w in mgmt_throttle_words()]
     # fuzz34: TLS record headers (handshake, application data, an alert, ChangeCipherSpec, heartbeat)
     words["tls-endpoint"] = tls_words
     words["tls-session"] = tls_words + ["\xff\xfe"]
@@ -673,6 +677,13 @@ def generate(out: Path = SEEDS, only: set[str] | None = None) -> dict[str, tuple
     from .layer2_targets import seeds as layer2_seeds
     for data in layer2_seeds():
         add("layer2-config", data)
+    # ---- fuzz50: client-crresponse's commands, the login throttle's tables
+    from .cr_command_targets import seeds as cr_command_seeds
+    for data in cr_command_seeds():
+        add("cr-command", data)
+    from .mgmt_throttle_targets import seeds as mgmt_throttle_seeds
+    for data in mgmt_throttle_seeds():
+        add("mgmt-throttle", data)
 
     return write_seeds(out, seeds, only)
 

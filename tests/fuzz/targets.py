@@ -1093,6 +1093,20 @@ _add(Target("client-control", lambda: _lazy("client_control_targets", "make_clie
             "AUTH_FAILED, EXIT), raw TLS plaintext, renegotiations, kills and time, to an established client "
             "gateway (client.py): no internal error on either side, the client's log bounded per step", 0.4))
 
+# fuzz50: what fuzz49's measure left untaken: the client-crresponse command path in ops.py, the
+# login throttle's table trimming past 4,096 sources.
+_add(Target("cr-command", lambda: _lazy("cr_command_targets", "make_cr_command"), 4096,
+            "CR_RESPONSE answers and raw control plaintext from two clients whose logins wait for a deferred "
+            "auth-user-pass-verify, to a server with client-crresponse (commands recorded, ended by the input: "
+            "ok, failed, after the login or its client went away): no internal error, commands only for a "
+            "waiting login with its control file, username and the answer in a file, one per login and "
+            "crresponse.RUNNING in all, a failed command refuses its login", 0.3))
+_add(Target("mgmt-throttle", lambda: _lazy("mgmt_throttle_targets", "make_mgmt_throttle"), 1024,
+            "the management login throttle (mgmt_throttle.py) as management.py drives it, its tables' bound made "
+            "64, under sweeps of up to 200 IPv4/IPv6/::ffff: sources, logins and time: both tables within it, the one "
+            "forgotten the least recently missed, misses per source and from untrusted sources within the "
+            "documented buckets, the refusal warning at most every 10 s, is_trusted of any text False", 0.2))
+
 
 def _make_selftest():
     """Only with FUZZ_SELFTEST=1: a target that raises on b"K..." and hangs on b"H...", to check
