@@ -52,9 +52,10 @@ SLOW = {"key-method-server": 40, "push-client": 40, "p2p-key-method": 40,   # a 
         # (a World, a config parse per input): 60 here. mgmt-login keeps 250 (management.py 198 ->
         # 197 -> 187; ~4 s).
         "client-control": 60, "layer2-config": 60,
-        # fuzz50 (CPU of seeds + N mutations at load ~8): cr-command 0.16 / 0.54 s at 0 / 60 (a World
-        # with two logins waiting, made again once neither waits), mgmt-throttle 0.06 / 0.49 / 1.6 s
-        # at 0 / 60 / 250 (sweeps of 200 sources): 60 each.
+        # fuzz50 (CPU of the first seeds + N mutations at load ~8): cr-command 0.16 / 0.54 s at 0 / 60
+        # (a World with two logins waiting, made again once neither waits), mgmt-throttle 0.06 / 0.49 /
+        # 1.6 s at 0 / 60 / 250 (sweeps of 200 sources): 60 each. With the seeds picked from the
+        # atheris runs, at load ~10: cr-command 4.8 s, mgmt-throttle 1.0 s, client-control 2.4 s.
         "cr-command": 60, "mgmt-throttle": 60,
         "reload-restart": 5}                   # 2-4 clients' handshakes, reloads, ~45 s of fake time per input
 # Not run here at all (the suite is at its time budget): fuzz45's contain (four handshakes and up to
