@@ -205,13 +205,17 @@ class ServerDispatcher(ClientPush):
         record no ids, so theirs does not matter."""
         st = self.st
         n, t = replay
-        if st.protection == "tls-auth":
+        if v2 is not None:
+            return wrapping.TlsCryptWrapper(v2.kc, True, replay_window=n, replay_time=t)
+        # A client without a key of its own: the shared key's (beside tls-crypt-v2 too, as 2.6).
+        kind = st.shared_protection if st.protection == "tls-crypt-v2" else st.protection
+        if kind == "tls-auth":
             return wrapping.TlsAuthWrapper(st.static_key, st.key_direction, st.auth_digest, replay_window=n,
                                            replay_time=t)
-        if st.protection == "tls-crypt":
+        if kind == "tls-crypt":
             return wrapping.TlsCryptWrapper(st.static_key, True, replay_window=n, replay_time=t)
         if st.protection == "tls-crypt-v2":
-            return wrapping.TlsCryptWrapper(v2.kc, True, replay_window=n, replay_time=t) if v2 is not None else None
+            return None                     # only clients with a key of their own
         return wrapping.PlainWrapper()
 
     def _count(self, reason: str) -> None:
@@ -557,20 +561,21 @@ class ServerDispatcher(ClientPush):
     def _unwrap_first(self, packet: bytes, op: int, now: float, addr=None):
         """-> (client key or None, wrapper, (op_byte, sid, body)). No state is recorded."""
         v2 = None
-        if self.st.protection == "tls-crypt-v2":
-            if op not in (Op.CONTROL_HARD_RESET_CLIENT_V3, Op.CONTROL_WKC_V1):
-                kept = self._cookie_keys.get((addr, bytes(packet[1:9])))
-                if kept is None:
-                    raise BadPacket("tls-crypt-v2 client packet without wrapped key")
-                v2, w = kept
-                return v2, w, w.unwrap_untrusted(packet, 0.0, check_replay=False)
+        w = self._stateless
+        if self.st.protection == "tls-crypt-v2" and op in (Op.CONTROL_HARD_RESET_CLIENT_V3, Op.CONTROL_WKC_V1):
             packet, wkc = wrapping.split_wkc_untrusted(packet)
             keys = self._v2_keys
             if keys is None:
                 keys = self._v2_keys = ClientKeyCache(self.st.v2_server_key)
             v2, w = keys.unwrap_untrusted(wkc, now)     # bounded: v2keycache.py
-        else:
-            w = self._stateless
+        elif self.st.protection == "tls-crypt-v2" and op != Op.CONTROL_HARD_RESET_CLIENT_V2:
+            # The third packet of a tls-crypt-v2 client that cannot resend its key (kept at its
+            # cookie), else one of a client of the shared key beside (if any).
+            kept = self._cookie_keys.get((addr, bytes(packet[1:9])))
+            if kept is not None:
+                v2, w = kept
+        if w is None:
+            raise BadPacket("tls-crypt-v2 client packet without wrapped key")
         return v2, w, w.unwrap_untrusted(packet, 0.0, check_replay=False)
 
     def _on_reset(self, packet: bytes, op: int, addr, now: float) -> None:
@@ -578,12 +583,12 @@ class ServerDispatcher(ClientPush):
         cb = decode_body_untrusted(op, body)
         if cb.msg_id != 0 or cb.acks:
             raise BadPacket("malformed hard reset")
-        early = self.st.protection == "tls-crypt-v2" and _replay_pid(packet) & 0xFF000000 == EARLY_NEG_START
+        early = v2 is not None and _replay_pid(packet) & 0xFF000000 == EARLY_NEG_START
         if self.st.tcp:
             # No cookies on TCP: the TCP handshake proved the address.
             self._create(addr, now, client_sid, v2, packet_in=packet, op=op)
             return
-        if self.st.protection == "tls-crypt-v2" and not early:
+        if v2 is not None and not early:
             # Old tls-crypt-v2 clients cannot resend their key, so they get state at once
             # (OpenVPN's allow-noncookie default) unless force-cookie says no. Their address is
             # unproven: one captured reset replayed from many spoofed sources must not make

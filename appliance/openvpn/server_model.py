@@ -132,6 +132,9 @@ class ServerSettings:
     session_config: Callable[[int], SessionConfig]   # peer_id -> a server-role SessionConfig
     protection: str                                  # none | tls-auth | tls-crypt | tls-crypt-v2
     static_key: bytes | None = None                  # tls-auth / tls-crypt key
+    # Beside tls-crypt-v2: tls-auth | tls-crypt with static_key, for clients without a key of their
+    # own (settings.shared_protection says why); "none": only clients with one.
+    shared_protection: str = "none"
     key_direction: int | None = None
     auth_digest: str = "SHA1"
     v2_server_key: bytes | None = None

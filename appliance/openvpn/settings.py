@@ -37,20 +37,34 @@ if TYPE_CHECKING:
 
 
 def protection(opts: Options) -> str:
-    """The control-channel protection the config asks for: none | tls-auth | tls-crypt | tls-crypt-v2."""
+    """The control-channel protection the config asks for: none | tls-auth | tls-crypt | tls-crypt-v2.
+    A server's tls-crypt-v2 may have a tls-auth or tls-crypt key beside it (shared_protection)."""
+    if opts.tls_crypt_v2:
+        return "tls-crypt-v2"
+    return shared_protection(opts)
+
+
+def shared_protection(opts: Options) -> str:
+    """The shared key's protection: tls-auth | tls-crypt | none. Beside a server's tls-crypt-v2 it
+    is what clients without a key of their own use, as in OpenVPN 2.6 (its manual: "the server
+    will detect whether the client is using client-specific keys"; init.c sets the shared wrap and
+    the tls-crypt-v2 server key side by side, ssl_pkt.c read_control_auth takes the client's key
+    from a P_CONTROL_HARD_RESET_CLIENT_V3 or P_CONTROL_WKC_V1 and the shared key otherwise): a
+    server moves its clients to tls-crypt-v2 one by one. A client has one (parser.finish)."""
     if opts.tls_auth:
         return "tls-auth"
     if opts.tls_crypt:
         return "tls-crypt"
-    if opts.tls_crypt_v2:
-        return "tls-crypt-v2"
     return "none"
 
 
 def wrapper_factory(opts: Options, is_server: bool) -> Callable[[], object]:
     """A callable making one control-channel wrapper per session (each owns its replay state).
-    A tls-crypt-v2 server gets PlainWrapper here: its dispatcher unwraps each client's key."""
+    A server's wrappers are its dispatcher's (one per client key, or the shared key's); for a
+    tls-crypt-v2 server this is the shared key's (check_key_material reads its file), else PlainWrapper."""
     kind = protection(opts)
+    if is_server and kind == "tls-crypt-v2":
+        kind = shared_protection(opts)
     # replay-window N T holds for the control channel's packet ids too, as in OpenVPN 2.6
     # (ssl.c session_init); wrapping.py says why the time limit matters there.
     n, t = opts.replay_window, opts.replay_time or None
@@ -345,8 +359,8 @@ def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = No
         verify_user = check_command      # any user its check accepted may log in on a token, as OpenVPN
     if tls is None:
         tls = tls_settings(opts, True)
-    kind = protection(opts)
-    static_key = keyfiles.parse_static_key(opts.tls_auth or opts.tls_crypt) if kind in ("tls-auth", "tls-crypt") else None
+    kind, shared = protection(opts), shared_protection(opts)
+    static_key = keyfiles.parse_static_key(opts.tls_auth or opts.tls_crypt) if shared != "none" else None
     v2key = keyfiles.parse_tls_crypt_v2_server_key(opts.tls_crypt_v2) if kind == "tls-crypt-v2" else None
 
     token_policy = None
@@ -370,7 +384,7 @@ def server_settings(opts: Options, ccd_loader=None, passdb_text: str | None = No
         return cfg
 
     return ServerSettings(
-        session_config=per_client, protection=kind, static_key=static_key,
+        session_config=per_client, protection=kind, static_key=static_key, shared_protection=shared,
         key_direction=opts.key_direction, auth_digest=opts.auth or "SHA1", v2_server_key=v2key, pool=pool,
         pool6=_pool6(opts), local_ip6=_local_ip6(opts),
         local_ip4=_local_ip4(addressing, pool, opts),

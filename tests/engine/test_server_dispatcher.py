@@ -147,6 +147,31 @@ def test_ten_clients_get_distinct_addresses(pki, protection):
         assert bytes(target.receive(wire, 1.0)[0]) == _icmp(addrs[i], "198.19.0.1")
 
 
+@pytest.mark.parametrize("shared", ["tls-auth", "tls-crypt", "none"])
+def test_tls_crypt_v2_beside_a_shared_key_lets_in_only_its_two_kinds_of_client(pki, shared):
+    """compat50: a tls-crypt-v2 server with a tls-auth or tls-crypt key beside (OpenVPN 2.6's way
+    to move clients to keys of their own one by one; settings.shared_protection): clients with a
+    key of their own -- with early negotiation and without (2.5's, cookie-less) -- and clients of
+    the shared key get in; one of the other shared kind, or with no wrapping, does not, and costs
+    no state. With no shared key ("none") only the first two do, as before."""
+    key = keyfiles.parse_static_key(keyfiles.generate_static_key())
+    v2 = keyfiles.parse_tls_crypt_v2_server_key(keyfiles.generate_tls_crypt_v2_server_key())
+    d = _server(pki, "tls-crypt-v2", static_key=key if shared != "none" else None, key_direction=0,
+                v2_server_key=v2, shared_protection=shared)
+    kc, wkc = keyfiles.parse_tls_crypt_v2_client_key(keyfiles.generate_tls_crypt_v2_client_key(v2))
+    makers = {"v2": lambda: wrapping.TlsCryptV2ClientWrapper(kc, wkc),
+              "v2-cookie-less": lambda: wrapping.TlsCryptV2ClientWrapper(kc, wkc, early_negotiation=False),
+              "tls-auth": lambda: wrapping.TlsAuthWrapper(key, 1),
+              "tls-crypt": lambda: wrapping.TlsCryptWrapper(key, False), "none": wrapping.PlainWrapper}
+    kinds = [("v2", True), ("v2-cookie-less", True), ("tls-auth", False), ("tls-crypt", False), ("none", False)]
+    clients = [(_client(pki, pki["clients"][i], makers[k], early=early), ("198.18.0.%d" % (i + 2), 40000))
+               for i, (k, early) in enumerate(kinds)]
+    _pump(d, clients)
+    got = [_up(s) for s, _ in clients]
+    assert got == [True, True, shared == "tls-auth", shared == "tls-crypt", False], (got, d.stats)
+    assert len(d.by_addr) == sum(got) and not d.pending
+
+
 def test_bogus_reset_flood_costs_no_state(pki):
     key = keyfiles.parse_static_key(keyfiles.generate_static_key())
     d = _server(pki, "tls-crypt", static_key=key, connect_freq_initial=(10_000, 10))

@@ -436,6 +436,39 @@ def test_tls_crypt_v2_client_key_with_metadata(lab, procs):
     assert f"tls-crypt-v2 user metadata {meta}" in srv.log(), srv.log()[-1500:]
 
 
+@pytest.mark.parametrize("shared, server", [("tls-auth", "debian"), ("tls-auth", "ours"), ("tls-crypt", "ours")])
+def test_tls_crypt_v2_beside_a_shared_key_serves_both_kinds_of_client(lab, procs, shared, server):
+    """compat50: a server config with `tls-crypt-v2` and `tls-auth` (or `tls-crypt`), as OpenVPN
+    2.6 takes it for moving clients to their own keys one by one (its manual: "the server will
+    detect whether the client is using client-specific keys"): Debian's client with the shared
+    key and Debian's client with a tls-crypt-v2 key of its own both get in at once, each with
+    traffic; one with no wrapping at all does not. Debian's server first: what ours must match."""
+    extra = (f"tls-auth {lab.pki.dir / 'static.key'} 0\n" if shared == "tls-auth"
+             else f"tls-crypt {lab.pki.dir / 'static.key'}\n")
+    if server == "ours":
+        srv = start_our_server(lab, procs, protection="tls-crypt-v2", extra=extra)
+    else:
+        srv = lab.openvpn(lab.srv, server_config(lab.pki, protection="tls-crypt-v2", extra=extra),
+                          f"ovpnsrv-{len(lab.procs)}")
+        procs.append(srv)
+    spaces = _client_spaces(lab)
+    old, new, bare = spaces[0], spaces[1], spaces[2]
+    up = _all_up(lab, procs, [
+        (old, client_profile(lab.pki, "udp", protection=shared, remotes=[("198.18.2.1", 1194, "udp")]), "v2mix-old"),
+        (new, client_profile(lab.pki, "udp", protection="tls-crypt-v2", client="client2",
+                             remotes=[("198.18.3.1", 1194, "udp")]), "v2mix-new")])
+    for ns in (old, new):
+        assert lab.ping(ns, TUN_SERVER_IP, 3) == 3, srv.log()[-2000:]
+        assert lab.ping(lab.srv, tun_ip(ns), 2) == 2, srv.log()[-2000:]
+    nowrap = lab.openvpn(bare, client_profile(lab.pki, "udp", protection="none", client="client3",
+                                              remotes=[("198.18.4.1", 1194, "udp")], extra="hand-window 5\n"),
+                         "v2mix-bare", wait=0)
+    procs.append(nowrap)
+    assert nowrap.wait_for("TLS key negotiation failed to occur", 30), nowrap.log()[-1500:]
+    assert "Initialization Sequence Completed" not in nowrap.log()
+    assert all(p.alive() for p in up)
+
+
 @pytest.mark.parametrize("initiator", ["server", "client", "both"])
 def test_renegotiation_with_openvpn_client_under_traffic(lab, procs, initiator):
     """reneg-sec of a few seconds on one side: keys roll over during a ping stream and a transfer

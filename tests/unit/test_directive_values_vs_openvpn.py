@@ -198,6 +198,13 @@ CHECKS26 = [
     ("client", "local ::1\nremote ::1", False),
     ("bare", "ifconfig 10.9.0.1 10.9.0.2\nifconfig-ipv6 2001:db8::1 2001:db8::2\ntls-server\nremote 2001:db8::2", True),
     ("server", "server-ipv6 2001:db8::/64\nlocal 2001:db8::1", True),
+    # compat50: a server's tls-crypt-v2 beside tls-auth or tls-crypt (its clients without a key of
+    # their own use that one: settings.shared_protection); never tls-auth with tls-crypt
+    ("server", "<tls-crypt-v2>\nx\n</tls-crypt-v2>\n<tls-auth>\nx\n</tls-auth>", True),
+    ("server", "<tls-crypt>\nx\n</tls-crypt>\n<tls-crypt-v2>\nx\n</tls-crypt-v2>", True),
+    ("server", "<tls-auth>\nx\n</tls-auth>\n<tls-crypt>\nx\n</tls-crypt>", False),
+    ("server", "<tls-auth>\nx\n</tls-auth>\n<tls-crypt>\nx\n</tls-crypt>\n<tls-crypt-v2>\nx\n</tls-crypt-v2>", False),
+    ("client", "<tls-crypt>\nx\n</tls-crypt>\n<tls-crypt-v2>\nx\n</tls-crypt-v2>", False),
 ]
 CASES += CHECKS26
 

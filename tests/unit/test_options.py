@@ -249,6 +249,17 @@ def test_tls_auth_and_tls_crypt_together():
     assert str(errs[0]).startswith(f"/p/c.ovpn:{crypt_line}: tls-crypt: cannot be combined with tls-auth")
 
 
+def test_a_servers_shared_key_beside_tls_crypt_v2_is_noted_at_its_line():
+    """compat50: taken, as 2.6 takes it; the note says who gets in with the shared key and which of
+    tls-crypt-v2's checks they skip (in a client the mix stays refused: test_directive_values_vs_openvpn)."""
+    text = ("dev tun\nserver 198.18.61.0 255.255.255.0\ntls-auth ta.key 0\ndh none\nca ca.crt\n"
+            "cert s.crt\nkey s.key\ntls-crypt-v2 v2.key force-cookie\n")
+    o = parse_config(text, "/p/s.conf", lambda p: b"x")
+    assert o.tls_auth and o.tls_crypt_v2 and o.tls_crypt_v2_force_cookie
+    assert any(n.startswith("/p/s.conf:3: tls-auth: beside tls-crypt-v2: clients with this shared key get in "
+                            "without a key of their own") for n in o.notes), o.notes
+
+
 @pytest.mark.parametrize("text, directive", [
     ("client\ndev tun\n<ca>\nX\n</ca>\n", "remote"),
     ("client\ndev tun\nremote 198.18.0.1\nverb 3\n", "ca"),

@@ -620,9 +620,18 @@ def finish(p: ParseState) -> None:
         p.err("ca", "no `ca` (or `peer-fingerprint`) to verify the peer", None)
     if (o.cert is None) != (o.key is None):
         p.err("cert" if o.cert is None else "key", "cert and key go together", line("cert") or line("key"))
-    prot = [n for n in ("tls_auth", "tls_crypt", "tls_crypt_v2") if getattr(o, n)]
+    # As 2.6.14 (options.c): tls-auth and tls-crypt never together; tls-crypt-v2 beside either only
+    # on a server, whose clients without a key of their own use that one (settings.shared_protection).
+    prot = [n for n in ("tls_auth", "tls_crypt", "tls_crypt_v2") if getattr(o, n)
+            and (n != "tls_crypt_v2" or o.role != "server")]
     if len(prot) > 1:
-        p.err(prot[1].replace("_", "-"), f"cannot be combined with {prot[0].replace('_', '-')}", line(prot[1]))
+        p.err(prot[1].replace("_", "-"), f"cannot be combined with {prot[0].replace('_', '-')}"
+              + (" in a client (a server takes both)" if prot[1] == "tls_crypt_v2" else ""), line(prot[1]))
+    elif prot and o.tls_crypt_v2 and o.role == "server":
+        p.line = line(prot[0])
+        p.note(prot[0].replace("_", "-"), "beside tls-crypt-v2: clients with this shared key get in without a "
+               "key of their own (tls-crypt-v2-verify and force-cookie apply only to those with one), as in "
+               "OpenVPN 2.6")
     from .d_security import finish_dh           # d_security builds on this module
     finish_dh(p)
     from .d_profile import finish_profile       # d_profile builds on this module
