@@ -723,7 +723,7 @@ class ClientGateway(SignalWakes):
                 self._schedule_retry()
                 return
         local = (o.local or ("::" if allowed is not None and ":" in allowed[0] else "0.0.0.0"),
-                 o.lport if o.lport is not None else o.port)
+                 o.local_port)
         if o.proto == "tcp":
             self._listen_tcp(local, allowed)
             return
@@ -1173,21 +1173,23 @@ class ClientGateway(SignalWakes):
         if e.errno == errno.EADDRNOTAVAIL and o.local:
             d, why = "local", f"{e.strerror} (no interface of this host has that address)"
         else:
-            d = "lport" if "lport" in o.source else ("port" if "port" in o.source else "local")
+            at = o.source.get("local_port")          # the line that set the local port: lport's or port's
+            d = "local" if at is None else ("lport" if o.source.get("lport") == at else "port")
             why = f"{e.strerror} (another process uses it)" if e.errno == errno.EADDRINUSE else str(e.strerror)
         raise start_failed(o, d, f"cannot bind {fmt_addr(local)}: {why}") from None
 
     def _local_for(self, addr: tuple[str, int]) -> tuple[str, int] | None:
         """The local address the socket to `addr` is bound to: none (an ephemeral port, any
         address) unless the profile says `local`, `lport` or `bind`, as OpenVPN 2.6's client
-        (options.c: need_bind); then `local` (else any) and `lport` (else `port`): the
-        connection's own (its <connection> block's)."""
+        (options.c: need_bind; `port` alone does not); then `local` (else any) and the local
+        port, the last `port` or `lport` as 2.6 (`rport` is the remote's alone): the connection's
+        own (its <connection> block's)."""
         o = self.entry
         # A point-to-point peer binds its port unless nobind, as OpenVPN 2.6 (options.c: only a
         # pulling client's default is an ephemeral port): its peer's `remote` names that port.
         if not (o.local or o.lport is not None or o.bind or (o.p2p and not o.nobind)):
             return None
-        return (o.local or ("::" if ":" in addr[0] else "0.0.0.0"), o.lport if o.lport is not None else o.port)
+        return (o.local or ("::" if ":" in addr[0] else "0.0.0.0"), o.local_port)
 
     def send_cr_response(self, response: str) -> bool:
         """The management command `cr-response`: CR_RESPONSE,<response> to the server on this

@@ -119,6 +119,7 @@ RESTART_ONLY += ("down_root",)                  # its root helper was forked wit
 RESTART_ONLY += ("dev_type", "server_bridge")   # tun or tap: the device and the data path (l2switch.py), made at start
 RESTART_ONLY += ("vlan_tagging", "vlan_accept", "vlan_pvid")   # the switch's VLANs, made at start likewise
 RESTART_ONLY += ("ifconfig", "server_nopool")   # a written-out server's TUN address; `server`'s pool (serveraddressing.py)
+RESTART_ONLY += ("local_port",)                  # the port listened on: the last port/lport line's (after both)
 _DIRECTIVE_OF["server_nopool"] = "server"
 # The server's own variables in the order OpenVPN's setenv_settings sets them (up_down_env).
 _SETTINGS_ORDER = ("config", "verb", "daemon", "daemon_log_redirect", "daemon_start_time", "daemon_pid",
@@ -135,6 +136,12 @@ def restart_only_changes(old, new) -> list[str]:
             continue
         name = _DIRECTIVE_OF.get(f, f.replace("_", "-"))
         path, line = new.source.get(f) or old.source.get(f) or (new.path, None)
+        if f == "local_port":               # set by `port` or `lport`: named as the line that sets it
+            src = new.source if f in new.source else old.source
+            name = "lport" if src.get("lport") == src.get(f) else "port"
+            setattr(new, f, getattr(old, f))
+            if any(f": {name}: " in w for w in out):
+                continue                    # that line's change is said once
         out.append(str(ConfigError("changed; takes effect at restart (kept as it was until then)", path, line, name)))
         setattr(new, f, getattr(old, f))
     return out
@@ -1883,7 +1890,7 @@ class Operations:
         """The server's own variables, in every script's environment (OpenVPN's global env set;
         the config's setenv variables are added by with_globals)."""
         o, pool = self.gw.opts, self.gw.st.pool
-        e = {"remote_port_1": str(o.lport or o.port), "local_port_1": str(o.lport or o.port),
+        e = {"remote_port_1": str(o.port), "local_port_1": str(o.local_port),
              "proto_1": o.proto + ("6" if o.proto_family == "6" else ""), "daemon_pid": str(os.getpid()),
              "daemon_start_time": str(int(self.started)), "daemon_log_redirect": "0", "daemon": "0",
              "verb": str(o.verb), "config": o.path}

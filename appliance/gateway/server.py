@@ -203,7 +203,7 @@ class ServerGateway(SignalWakes):
         """`proto udp6/tcp6` (or an IPv6 `local`) listens on IPv6 (dual-stack on `::`)."""
         o = self.opts
         v6 = o.proto_family == "6" or (o.local or "").count(":") > 0
-        return (o.local or ("::" if v6 else "0.0.0.0"), o.lport or o.port)
+        return (o.local or ("::" if v6 else "0.0.0.0"), o.local_port)
 
     def start(self) -> None:
         # The data ciphers' one-time set-up (the compiled AEAD's first Key loads OpenSSL's provider:
@@ -249,12 +249,12 @@ class ServerGateway(SignalWakes):
     def _bind_failed(self, addr, e: OSError) -> PortGone:
         """The listening socket not bound (OpenVPN 2.6: "Socket bind failed on local address ...",
         fatal at start): at `local`'s line when that address is not this host's, else at the
-        port's (`lport`, else `port`). It was a traceback."""
+        port's (the last `port` or `lport` line). It was a traceback."""
         o = self.opts
         if e.errno == errno.EADDRNOTAVAIL and o.local:
             d = "local"
         else:
-            d = "lport" if "lport" in o.source else "port"
+            d = "lport" if "lport" in o.source and o.source["lport"] == o.source.get("local_port") else "port"
         why = e.strerror or str(e)
         if e.errno == errno.EADDRINUSE:
             why += " (another process listens there)"

@@ -39,7 +39,7 @@ def settings_env(opts, started: float) -> dict[str, str]:
     for i, r in enumerate(opts.remotes, 1):
         e[f"proto_{i}"] = proto_name(r.proto, r.family)
         if opts.lport is not None and not opts.nobind:
-            e[f"local_port_{i}"] = str(opts.lport)
+            e[f"local_port_{i}"] = str(opts.local_port)
         e[f"remote_{i}"] = r.host
         e[f"remote_port_{i}"] = str(r.port)
         if r.proxy is not None:

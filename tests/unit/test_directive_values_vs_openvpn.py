@@ -205,6 +205,17 @@ CHECKS26 = [
     ("server", "<tls-auth>\nx\n</tls-auth>\n<tls-crypt>\nx\n</tls-crypt>", False),
     ("server", "<tls-auth>\nx\n</tls-auth>\n<tls-crypt>\nx\n</tls-crypt>\n<tls-crypt-v2>\nx\n</tls-crypt-v2>", False),
     ("client", "<tls-crypt>\nx\n</tls-crypt>\n<tls-crypt-v2>\nx\n</tls-crypt-v2>", False),
+    # compat50: a subnet or TAP server's own `ifconfig` is NETWORK+1 and the netmask (helper.c), and
+    # 2.6 compares `local` with both; a net30 server's is NETWORK+1, NETWORK+2
+    ("server", "topology subnet\nlocal 255.255.255.0", False), ("server", "dev tap\nlocal 255.255.255.0", False),
+    ("server", "local 255.255.255.0", True), ("server", "topology p2p\nlocal 198.18.61.2", False),
+    ("bare", "mode server\ntls-server\ntopology subnet\nifconfig 10.8.0.1 255.255.255.0\nlocal 255.255.255.0", False),
+    # compat50: the local port is the last port/lport line's (a bound client's, 2.6's `port` alone
+    # does not make a client bind: need_bind); the remote's the last port/rport line's
+    ("client", "port 1195\nnobind", True), ("client", "rport 1195\nnobind", True),
+    ("client", "local 198.18.60.9\nport 1195\nrport 1194", True),
+    ("client", "local 198.18.60.9\nrport 1195\nport 1194", False),
+    ("client", "local 198.18.60.9\nlport 1195\nrport 1194\nport 1194", False),
 ]
 CASES += CHECKS26
 
@@ -292,6 +303,12 @@ DELIBERATE = {
     ("client", "mtu-test"): "the MTU test is not implemented: refused, not ignored",
     ("server", "opt-verify"): "option-string checks of clients are not implemented (deprecated in 2.6)",
     ("server", "stale-routes-check 10"): "would remove a connected client's iroutes (README: stale-routes-check)",
+    # compat50: 2.6 compares the port strings, so a leading zero hides the same port from its check;
+    # the client then binds the remote's own address and port and sends to itself
+    ("client", "local 198.18.60.9\nlport 01194"): "the remote's address and port spelt with a leading zero: "
+                                                   "2.6 compares the strings and starts a client that sends "
+                                                   "to its own socket",
+    ("client", "local 198.18.60.9\nrport 01194"): "as lport 01194 (the remote's port 01194 against the local 1194)",
     ("server", "server 198.18.61.0 255.255.255.248"): "2.6 takes the line and stops at start, after the "
                                                       "certificate (pool.c: \"IPv4 pool size is too small\"): "
                                                       "ours at the line",

@@ -249,6 +249,40 @@ def test_tls_auth_and_tls_crypt_together():
     assert str(errs[0]).startswith(f"/p/c.ovpn:{crypt_line}: tls-crypt: cannot be combined with tls-auth")
 
 
+@pytest.mark.parametrize("lines, remote_port, local_port", [
+    ("", 1194, 1194), ("rport 1195", 1195, 1194), ("port 1195\nrport 1196", 1196, 1195),
+    ("rport 1196\nport 1195", 1195, 1195), ("lport 1195\nport 1196", 1196, 1196),
+    ("port 1196\nlport 1195", 1196, 1195), ("lport 1195\nrport 1196", 1196, 1195),
+])
+def test_the_local_port_is_the_last_port_or_lport_as_2_6_sets_it(lines, remote_port, local_port):
+    """compat50: options.c sets ce.local_port from `port` and `lport`, ce.remote_port from `port`
+    and `rport`, the last line winning; a <connection> block starts from the profile's and sets its
+    own (tests/interop/test_client_local_bind_vs_openvpn.py: where Debian's and ours listen and send from)."""
+    o = parse_config("dev tun\nserver 198.18.61.0 255.255.255.0\ndh none\nca c\ncert c\nkey k\n" + lines + "\n",
+                     "/p/s.conf", lambda p: b"x")
+    assert (o.port, o.local_port) == (remote_port, local_port)
+    c = parse_config(f"client\ndev tun\nca c\ncert c\nkey k\n{lines}\n<connection>\nremote 198.18.60.9\n"
+                     "lport 1197\n</connection>\n<connection>\nremote 198.18.60.10\n</connection>\n",
+                     "/p/c.ovpn", lambda p: b"x")
+    assert [(r.port, r.entry.local_port if r.entry else c.local_port) for r in c.remotes] == \
+        [(remote_port, 1197), (remote_port, local_port)]
+
+
+@pytest.mark.parametrize("before, after, named", [
+    ("port 1195\nlport 1196", "lport 1196\nport 1195", ["port"]),      # the same lines, another order
+    ("port 1195", "port 1196", ["port"]), ("lport 1195", "lport 1196", ["lport"]),
+])
+def test_a_reload_that_moves_the_listening_port_is_told_once_and_keeps_it(before, after, named):
+    """compat50: the port listened on is the last port/lport line's; a reload cannot move the socket,
+    so a change -- a reordering too -- is said once, at the line that sets it, and the old kept."""
+    from appliance.gateway.ops import restart_only_changes
+    base = "dev tun\nserver 198.18.61.0 255.255.255.0\ndh none\nca c\ncert c\nkey k\n"
+    old, new = (parse_config(base + t + "\n", "/p/s.conf", lambda p: b"x") for t in (before, after))
+    warnings = restart_only_changes(old, new)
+    assert [w.split(": ")[1] for w in warnings] == named, warnings
+    assert (new.port, new.local_port) == (old.port, old.local_port)
+
+
 def test_a_servers_shared_key_beside_tls_crypt_v2_is_noted_at_its_line():
     """compat50: taken, as 2.6 takes it; the note says who gets in with the shared key and which of
     tls-crypt-v2's checks they skip (in a client the mix stays refused: test_directive_values_vs_openvpn)."""

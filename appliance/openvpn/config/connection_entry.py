@@ -53,9 +53,6 @@ def read_block(p: ParseState, d: str, inline: str) -> None:
     at_line = (lambda n: Loc(int(start) + n, start.path)) if isinstance(start, Loc) else (lambda n: start + n)
     outer = p.o
     block = copy.copy(outer)
-    p.local_port.pop(id(block), None)       # (an id a dropped block had may come back)
-    if id(outer) in p.local_port:           # the port/lport it inherits (parser._option_conflicts)
-        p.local_port[id(block)] = p.local_port[id(outer)]
     block.source = {}                       # what this block set, and where
     block.connection_remotes = []           # (dispatch refuses connection settings after a block)
     for k in KEYS:

@@ -132,22 +132,23 @@ def _proto(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
         p.set("proto_family", v[3])
 
 
-@reg.apply("port", "rport", why="remote (and server) port", sets=("port",), used_by="pump", nargs=(1, 1))
+@reg.apply("port", "rport", why="remote (and server) port; `rport` the remote's only", sets=("port", "local_port"),
+           used_by="pump", nargs=(1, 1))
 def _port(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     n = p.int_arg(d, a[0], 1, 65535)
     if n is not None:
         p.set("port", n)
         if d == "port":
-            p.local_port[id(p.o)] = n
+            p.set("local_port", n)
 
 
 @reg.apply("lport", why="local port of the server socket; a client's socket is bound to it (as with `bind`)",
-           sets=("lport",), used_by="pump", nargs=(1, 1))
+           sets=("lport", "local_port"), used_by="pump", nargs=(1, 1))
 def _lport(p: ParseState, d: str, a: list[str], inline: str | None) -> None:
     n = p.int_arg(d, a[0], 0, 65535)
     if n is not None:
         p.set("lport", n)
-        p.local_port[id(p.o)] = n
+        p.set("local_port", n)
 
 
 @reg.apply("bind", why="a server binds its port anyway; a client binds its socket to `lport` (else `port`) "

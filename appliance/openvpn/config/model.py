@@ -206,9 +206,13 @@ class Options:
     ping_exit: int = 0
     inactive: tuple[int, int] | None = None      # (seconds, minimum bytes) of tunnel traffic; gateway/inactivity.py
     keepalive: tuple[int, int] | None = None
-    lport: int | None = None
+    lport: int | None = None                     # as given (a pulling client binds when it is)
+    # OpenVPN 2.6's local port: the last `port` or `lport` line's (`rport` leaves it alone; options.c
+    # sets ce.local_port from those two, ce.remote_port from port/rport). What a server listens on
+    # and a bound client binds, each connection entry its own.
+    local_port: int = 1194
     local: str | None = None
-    bind: bool = False                  # `bind`: a client binds lport (else port) and local
+    bind: bool = False                  # `bind`: a client binds local_port and local
     nobind: bool = False
     multihome: bool = False                      # UDP server: answer from the address written to
     port: int = 1194

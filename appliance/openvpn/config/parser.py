@@ -67,9 +67,6 @@ class ParseState:
         self.errors: list[ConfigError] = []
         self.ignore_unknown: set[str] = set()
         self.remote_lines: list[tuple[int, list[str]]] = []
-        # id(Options) (the profile's, each <connection> block's) -> its last `port`/`lport` value:
-        # OpenVPN 2.6's local port, which `rport` leaves alone (ours keeps rport in Options.port)
-        self.local_port: dict[int, int] = {}
         self.inline_blocks: dict[str, str] = {}      # tag -> text of an inline block seen so far
         self.pending_inline: dict[str, int] = {}     # `X [inline]` lines still waiting for <X>
         self.current: Directive | None = None
@@ -677,18 +674,19 @@ def _option_conflicts(p: ParseState, line) -> None:
                   line("tls_version_max"))
     ifconfig = o.ifconfig or ()
     if o.server is not None and not ifconfig:
-        # the tunnel addresses `server` gives itself (2.6's helper.c): NETWORK+1, and NETWORK+2 as
-        # the peer of a net30/p2p TUN
+        # the `ifconfig` that `server` writes for itself (2.6's helper.c): NETWORK+1, then NETWORK+2
+        # (the peer of a net30/p2p TUN) or the netmask (subnet, TAP), which 2.6 compares too
         net = int(ipaddress.IPv4Address(o.server[0]))
         tun_p2p = o.dev_type != "tap" and (o.topology or "net30") != "subnet"
-        ifconfig = tuple(str(ipaddress.IPv4Address(net + k)) for k in ((1, 2) if tun_p2p else (1,)))
+        ifconfig = (str(ipaddress.IPv4Address(net + 1)),
+                    str(ipaddress.IPv4Address(net + 2)) if tun_p2p else o.server[1])
     # 2.6 compares each connection entry's own strings (a <connection> block's local and port, as
     # the block set or inherited them; names unresolved): review49f
     outer = [("local", o.local, line("local"))] if o.local is not None and not o.remotes else []
     for r in o.remotes:
         e = r.entry if r.entry is not None else o
         at_local = e.source.get("local", o.source.get("local", (None, None)))[1]
-        local_port = p.local_port.get(id(e), 1194)
+        local_port = e.local_port
         if e.local is not None and r.host == e.local and r.port == local_port:
             # As 2.6 (options_postprocess_verify_ce): a peer that would send to itself.
             p.err("local", f"{e.local} port {local_port} is the remote's address and port: --remote and --local "
@@ -702,9 +700,21 @@ def _option_conflicts(p: ParseState, line) -> None:
         if host in ifconfig:
             later = max((d, at or 0), tunnel, key=lambda x: x[1] or 0)
             other = tunnel[0] if later[0] == d else f"{d} {host}"
-            p.err(later[0], f"{host} is one of the tunnel's addresses ({other}): --local and --remote addresses "
+            what = "the tunnel's netmask" if len(ifconfig) > 1 and host == ifconfig[1] and _is_netmask(host) \
+                else "one of the tunnel's addresses"
+            p.err(later[0], f"{host} is {what} ({other}): --local and --remote addresses "
                   "must be distinct from --ifconfig addresses (as OpenVPN 2.6 says)", later[1])
             break
+
+
+def _is_netmask(text: str) -> bool:
+    """Whether `text` is a dotted netmask (ones then zeros), as the second `ifconfig` value of a
+    subnet or TAP tunnel is."""
+    try:
+        n = int(ipaddress.IPv4Address(text))
+    except ValueError:
+        return False
+    return n != 0 and (n | (n - 1)) == 0xFFFFFFFF
 
 
 def _cipher_role(p: ParseState) -> None:
