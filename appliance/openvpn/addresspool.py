@@ -175,6 +175,9 @@ class AddressPool(_SharedLeases):
         return f"ifconfig {ip} {self.peer(ip)}"
 
 
+IFCONFIG_POOL_MAX = 65536      # OpenVPN 2.6 pool.h: the most addresses one pool hands out
+
+
 class AddressPool6(_SharedLeases):
     """IPv6 tunnel addresses (`server-ipv6`): the server takes ::1, clients ::1000 upwards, as OpenVPN.
     Or OpenVPN's manual form (`ifconfig-ipv6 ADDR/BITS REMOTE` + `ifconfig-ipv6-pool BASE/BITS`):
@@ -193,6 +196,10 @@ class AddressPool6(_SharedLeases):
             if first & 0xFFFFFFFF == 0:
                 first += 1            # as OpenVPN's pool.c: not the subnet's anycast address
         self.first = self.next = first
+        # OpenVPN 2.6 (pool.c, IFCONFIG_POOL_MAX): a pool in a network wider than /112 holds 65,536
+        # addresses from its first, silently; an IPv6-only server lets in no more with an address.
+        last = self.net.num_addresses - 1
+        self.end = min(last, first + IFCONFIG_POOL_MAX) if self.net.prefixlen < 112 else last
         self.free: list[int] = []
         self.leased: set[str] = set()
         self.shared: dict[str, int] = {}     # leased address -> users beyond the first (lease_static)
@@ -205,7 +212,7 @@ class AddressPool6(_SharedLeases):
             if ip not in self.leased:
                 self.leased.add(ip)
                 return ip
-        while self.next < self.net.num_addresses - 1:
+        while self.next < self.end:
             ip = str(self.net.network_address + self.next)
             self.next += 1
             if ip not in self.leased and ip != self.server_ip:
@@ -224,7 +231,7 @@ class AddressPool6(_SharedLeases):
             return None
         ip = str(addr)                       # one spelling, the one `leased` holds
         n = int(addr) - int(self.net.network_address)
-        if ip in self.leased or not 2 <= n < self.net.num_addresses - 1:
+        if ip in self.leased or not 2 <= n < self.end:
             return None
         if n in self.free:
             self.free.remove(n)

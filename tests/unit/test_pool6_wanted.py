@@ -14,12 +14,27 @@ from appliance.openvpn.poolfile import PoolMemory, read, render
 
 def test_far_wanted_address_is_leased_without_listing_the_addresses_below_it():
     pool = AddressPool6("2001:db8::/64")
-    far = str(ipaddress.IPv6Address("2001:db8::ff:ffff:ffff"))
+    far = str(ipaddress.IPv6Address("2001:db8::1:fff"))       # the last of 2.6's 65,536 (compat50)
     assert pool.lease_wanted(far) == far
     assert len(pool.free) < 100                      # not the 2**40 addresses below it
     got = {pool.lease() for _ in range(3)}
     assert got == {"2001:db8::1000", "2001:db8::1001", "2001:db8::1002"}
     assert far not in got
+
+
+def test_a_pool_wider_than_a_112_hands_out_65536_addresses_as_2_6():
+    """compat50: OpenVPN 2.6's pool.c sizes an IPv6 pool in a network wider than /112 at
+    IFCONFIG_POOL_MAX (65,536) addresses from its first, and ignores a remembered address past
+    them ("out of pool range"); ours handed out the whole /64 (an IPv6-only server: up to
+    max-clients). Not judged by Debian's binary: that takes 65,537 clients."""
+    pool = AddressPool6("2001:db8::/64")
+    got = [pool.lease() for _ in range(65536)]
+    assert got[0] == "2001:db8::1000" and got[-1] == "2001:db8::1:fff" and None not in got
+    assert pool.lease() is None and pool.lease_wanted("2001:db8::1:1000") is None
+    pool.release("2001:db8::1234")
+    assert pool.lease() == "2001:db8::1234"
+    small = AddressPool6("2001:db8::/112")          # /112 and narrower: to the network's end, as before
+    assert small.lease_wanted("2001:db8::fffe") == "2001:db8::fffe"
 
 
 def test_addresses_below_a_wanted_one_are_each_handed_out_once():

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .parser import ParseState
 
-POOL_MAX = 65536      # 2.6's IFCONFIG_POOL_MAX: at most this many addresses from start to end
+from ..addresspool import IFCONFIG_POOL_MAX as POOL_MAX   # at most this many addresses from start to end
 POOL_MIN_PREFIX = 16  # 2.6's IFCONFIG_POOL_MIN_NETBITS: `server NET MASK` no wider than a /16
 
 
