@@ -50,6 +50,9 @@ DELIBERATE = {
     "too many parameters": lambda text: True,
     # 2.6 ends a block at a line starting with its end tag and drops the rest of that line unread.
     "text after the end tag": lambda text: re.search(r"^[ \t]*</[^>]*>[ \t]*[^\s#;]", text, re.M) is not None,
+    # 2.6 reads an end tag's line past its first 255 bytes as a line of its own: a comment there
+    # that runs on into a directive applies that directive (compat50).
+    "the end tag's line is": lambda text: re.search(r"^[ \t]*</[^>]*>[^\n]{249,}", text, re.M) is not None,
 }
 
 SETENV_OPT = re.compile(r"^\s*[\"']?setenv[\"']?\s+[\"']?opt[\"']?\s", re.M)
@@ -142,6 +145,19 @@ STRUCT: list[tuple[str, dict[str, str], object]] = [
     # the end tag's line read in 256-byte pieces by 2.6: the piece after the first is a line
     ("end-tag-long-line", {"p.conf": HEAD + "<ca>\nx\n</ca>" + " " * 300 + "verify-x509-name a\n" + PEM[13:]},
      "text after the end tag"),
+    # compat50: past its first 255 bytes, the end tag's line is a line of its own to 2.6: a comment
+    # there may hide a directive 2.6 applies (refused here, on purpose), or leave text it refuses
+    ("end-tag-long-comment", {"p.conf": HEAD + "<ca>\nx\n</ca> # " + "c" * 300 + "\n" + PEM[13:]},
+     "the end tag's line is 309 bytes"),
+    ("end-tag-long-comment-hides-directive", {"p.conf": HEAD + "<ca>\nx\n</ca> #" + "c" * 248
+                                              + "verify-x509-name a\n" + PEM[13:]}, "the end tag's line is"),
+    ("end-tag-comment-255", {"p.conf": HEAD + "<ca>\nx\n</ca> # " + "c" * 247 + "\n" + PEM[13:]}, None),
+    ("end-tag-comment-255-crlf", {"p.conf": HEAD + "<ca>\r\nx\r\n</ca> # " + "c" * 246 + "\r\n" + PEM[13:]}, None),
+    ("end-tag-comment-256-crlf", {"p.conf": HEAD + "<ca>\r\nx\r\n</ca> # " + "c" * 247 + "\r\n" + PEM[13:]}, None),
+    ("end-tag-long-comment-rest-comment", {"p.conf": HEAD + "<ca>\nx\n</ca> " + "#" * 300 + "\n" + PEM[13:]}, None),
+    ("end-tag-long-blanks-comment", {"p.conf": HEAD + "<ca>\nx\n</ca>" + " " * 300 + "# c\n" + PEM[13:]}, None),
+    ("end-tag-long-rest-too-long", {"p.conf": HEAD + "<ca>\nx\n</ca>" + " " * 250 + "#" + "c" * 300 + "\n"
+                                    + PEM[13:]}, "the end tag's line is"),
     ("ignore-unknown", {"p.conf": BASE + "ignore-unknown-option frob\n frob \"a b\" ; c\nverify-x509-name a\n"},
      ("a", 1)),
     ("ignore-unknown-quoted", {"p.conf": BASE + "'ignore-unknown-option' \"frob\"\n--frob\n"}, None),

@@ -251,6 +251,29 @@ def _after_end_tag(rest: str) -> str | None:
             "(or make it a comment)")
 
 
+def _end_line_rest(line: str, ended: bool) -> str | None:
+    """Why an end tag's line of 255 bytes or more is refused, or None. 2.6 reads a block's lines
+    with fgets into OPTION_LINE_SIZE bytes: the end tag ends the block within the first 255, and
+    the line's rest is read as a line of its own -- so a comment after the tag can hide a
+    directive past byte 255 (`</ca> #cc...cc verify-x509-name a` applies it in 2.6, where ours
+    read one comment), or leave text 2.6 refuses as an unknown option. Taken when that rest is
+    blank, or a comment 2.6 takes too (shorter than its line limit)."""
+    try:
+        raw = line.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = line.encode("utf-8", "surrogatepass")
+    raw += b"\n" if ended else b""
+    if len(raw) < OPTION_LINE_SIZE:
+        return None
+    rest = raw[OPTION_LINE_SIZE - 1:]
+    shown = rest.decode("utf-8", "replace").strip(_C_BLANKS)
+    if not shown or (shown[0] in "#;" and len(rest) < OPTION_LINE_SIZE):
+        return None
+    return (f"the end tag's line is {len(raw)} bytes: OpenVPN 2.6 reads a block's lines in pieces of "
+            f"{OPTION_LINE_SIZE - 1} bytes and the rest of this one, from {shown[:20]!r}, as a line of its own; "
+            "put the comment on a line of its own")
+
+
 def lines(text: str, limits: bool = True) -> Iterator[Line]:
     """Every directive line and inline block of `text`, in order, numbered from 1. `limits`
     False: no line or word length limit (the command line's text: cmdline.py). Blanks are C's
@@ -308,5 +331,8 @@ def lines(text: str, limits: bool = True) -> Iterator[Line]:
             continue
         yield Line(number, [tag, "[inline]"], "\n".join(body) + "\n")
         why = _after_end_tag(end.lstrip(_C_BLANKS)[len(close):])
+        if why is None and limits and len(end) >= OPTION_LINE_SIZE // 4 - 2:
+            full = text.split("\n", i)              # (the end line with its CR, if any: 2.6 counts it)
+            why = _end_line_rest(full[i - 1], ended=len(full) > i)
         if why is not None:
             yield Line(number, None, error=f"line {i}: {why}", first_word=tag)
