@@ -20,7 +20,7 @@ from tests.gateway.test_push_wake_order import _WAITING
 _DATA_V2, _HARD_RESET_CLIENT_V2 = 9, 7
 
 
-def _world(pki, monkeypatch, last_word: str | None):
+def _world(pki, monkeypatch, last_word: str | None, proto: str = "udp"):
     """Our server, whose PUSH_REPLY is followed at once by `last_word` (None: nothing) on the same
     key; a client whose sent datagrams are logged as ("send", opcode)."""
     real = Session._send_text
@@ -32,9 +32,9 @@ def _world(pki, monkeypatch, last_word: str | None):
         return sent
     monkeypatch.setattr(Session, "_send_text", send_text)
     w = World()
-    w.add_server(server_conf(pki))
+    w.add_server(server_conf(pki, proto))
     net, port = FakeTunnelNetwork(w.net), MemoryPorts(w.net, "198.18.0.2")
-    c = ClientGateway(parse_config(client_conf(pki, extra="auth-retry nointeract"), "/mem/client.ovpn"),
+    c = ClientGateway(parse_config(client_conf(pki, proto=proto, extra="auth-retry nointeract"), "/mem/client.ovpn"),
                       port, net, w.clock, MemoryWaiter(w.net))
     w.clients.append(c)
     log: list = []
@@ -51,12 +51,30 @@ def _world(pki, monkeypatch, last_word: str | None):
         t.send_batch = lambda ds, addr=None: [record(d, addr) for d in ds] and None
         return t
     port.udp = watch_udp
+    tcp = port.tcp_connect
+
+    def watch_tcp(*a, **k):
+        t = tcp(*a, **k)
+        send, stream = t.send, bytearray()
+
+        def record(data, keep=False):
+            stream.extend(data)         # whole frames (2-byte length, packet), one or more
+            while len(stream) >= 3 and len(stream) >= 2 + int.from_bytes(stream[:2], "big"):
+                log.append(("send", stream[2] >> 3))
+                del stream[:2 + int.from_bytes(stream[:2], "big")]
+            return send(data, keep)
+        t.send = record
+        return t
+    port.tcp_connect = watch_tcp
     return w, c, net, log
 
 
-@pytest.mark.parametrize("last_word", ["RESTART", "AUTH_FAILED", "HALT"])
-def test_an_end_behind_the_push_sends_no_data_and_ends_the_session(pki, monkeypatch, last_word):
-    w, c, net, log = _world(pki, monkeypatch, last_word)
+# (review50a: AUTH_FAILED,TEMP, RESTART's [N] flag, EXIT and TCP, ending the session each its own way.)
+@pytest.mark.parametrize("last_word,proto", [
+    ("RESTART", "udp"), ("AUTH_FAILED", "udp"), ("HALT", "udp"), ("AUTH_FAILED,TEMP[backoff 1]", "udp"),
+    ("RESTART,[N]", "udp"), ("EXIT", "udp"), ("RESTART", "tcp"), ("HALT", "tcp")])
+def test_an_end_behind_the_push_sends_no_data_and_ends_the_session(pki, monkeypatch, last_word, proto):
+    w, c, net, log = _world(pki, monkeypatch, last_word, proto)
     c.start()
     net.tun.inject(_WAITING)                # a LAN packet waiting in the TUN for the tunnel
     first = c.conn
@@ -71,10 +89,11 @@ def test_an_end_behind_the_push_sends_no_data_and_ends_the_session(pki, monkeypa
         assert w.run(lambda: c.result is not None, max_time=30), "HALT did not end the run"
 
 
-def test_without_an_end_the_waiting_packet_goes_out_with_the_push(pki, monkeypatch):
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+def test_without_an_end_the_waiting_packet_goes_out_with_the_push(pki, monkeypatch, proto):
     """The same world with nothing behind the push: the packet that waited is sent at the push (the
-    control for the case above, firstpkt49's order unchanged)."""
-    w, c, net, log = _world(pki, monkeypatch, None)
+    control for the case above, firstpkt49's order unchanged; over TCP, the frames' reading too)."""
+    w, c, net, log = _world(pki, monkeypatch, None, proto)
     c.start()
     net.tun.inject(_WAITING)
     assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=30), "tunnel did not come up"
