@@ -121,7 +121,8 @@ class RouteSet:
         """Whether an address of interface `oif` has `dst` on its network (a route via `dst`
         out of it is then one the kernel takes): not as that network's IPv4 broadcast address
         (a /30 or wider), which the kernel refuses as a gateway ("Nexthop has invalid gateway")
-        and a DHCP ACK from the server side's LAN may name as the router (atk50)."""
+        and a DHCP ACK from the server side's LAN may name as the router (atk50); off those
+        networks when an on-link route out of it covers `dst` (the kernel takes that too)."""
         with Rtnl() if self.nl is None else nullcontext(self.nl) as nl:
             return _on_link(nl, dst, oif, as_gateway=True)
 
@@ -332,10 +333,19 @@ class RouteSet:
 
 def _on_link(nl, dst: str, oif: int, as_gateway: bool = False) -> bool:
     """Whether a network of interface `oif` (its addresses' prefixes) holds address `dst`
-    (`as_gateway`: other than as its IPv4 broadcast address, RouteSet.on_link)."""
+    (`as_gateway`: other than as its IPv4 broadcast address, or else an on-link route out of
+    `oif` covers it, RouteSet.on_link)."""
     ip = ipaddress.ip_address(dst)
-    for _fam, addr, plen, _idx in nl.addrs(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, index=oif):
+    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    held = False
+    for _fam, addr, plen, _idx in nl.addrs(family, index=oif):
         net = ipaddress.ip_network(f"{addr}/{plen}", strict=False)
-        if ip in net and not (as_gateway and ip.version == 4 and plen <= 30 and ip == net.broadcast_address):
-            return True
-    return False
+        if as_gateway and ip.version == 4 and plen <= 30 and ip == net.broadcast_address:
+            return False                # (the kernel's local broadcast route wins over any route)
+        held = held or ip in net
+    if held or not as_gateway:
+        return held
+    # A router off the addresses' networks that the kernel still takes: reached by an on-link
+    # route out of `oif` (a /32 lease's router by a DHCP classless 'router/32 via 0.0.0.0', or
+    # the user's own route), as 2.6's routes via it go in (review50b).
+    return any(ip in ipaddress.ip_network(f"{d}/{p}", strict=False) for d, p in nl.link_routes(family, oif))

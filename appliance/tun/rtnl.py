@@ -44,6 +44,7 @@ IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
 IFA_F_NODAD = 0x02
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_TABLE = 1, 4, 5, 6, 15
 RT_TABLE_MAIN = 254
+RT_SCOPE_LINK = 253
 RTPROT_STATIC = 4
 RTN_UNICAST = 1
 RTN_UNREACHABLE = 7            # refused by the kernel itself (ENETUNREACH), no device needed
@@ -328,6 +329,25 @@ class Rtnl:
                 continue
             table = _u32(a.get(RTA_TABLE)) or table
             out.append((table, _u32(a.get(RTA_OIF)), _ip_str(fam, a.get(RTA_GATEWAY)), _u32(a.get(RTA_PRIORITY)) or 0))
+        return out
+
+
+    def link_routes(self, family: int, oif: int) -> list[tuple[str, int]]:
+        """(destination, prefix length) of each on-link route out of link `oif` in the main
+        table: unicast, scope link, no gateway -- the routes the kernel finds a gateway by when
+        a route via it out of that link is added (its addresses' own prefix routes among them)."""
+        out = []
+        for mtype, msg in self.request(RTM_GETROUTE, NLM_F_DUMP, _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)):
+            if mtype != RTM_NEWROUTE or len(msg) < _RTMSG.size:
+                continue
+            fam, dst_len, _s, _t, table, _p, scope, rtype, _f = _RTMSG.unpack_from(msg)
+            a = _attrs(msg, _RTMSG.size)
+            if (fam != family or rtype != RTN_UNICAST or scope != RT_SCOPE_LINK or RTA_GATEWAY in a
+                    or (_u32(a.get(RTA_TABLE)) or table) != RT_TABLE_MAIN or _u32(a.get(RTA_OIF)) != oif):
+                continue
+            dst = _ip_str(fam, a[RTA_DST]) if RTA_DST in a else ("::" if fam == socket.AF_INET6 else "0.0.0.0")
+            if dst is not None and dst_len <= (128 if fam == socket.AF_INET6 else 32):
+                out.append((dst, dst_len))
         return out
 
 

@@ -364,3 +364,30 @@ def test_the_tap_networks_broadcast_address_is_no_router_on_it(tap, plen, router
         assert (kernel == "") is on_link, f"the kernel says {kernel!r} of a route via {router}"
     finally:
         net.close()
+
+
+@pytest.mark.parametrize("plen, link_route, router, on_link", [
+    (32, "198.18.81.1/32", "198.18.81.1", True),        # a /32 lease, its router by a host route (RFC 3442)
+    (24, "198.18.81.0/24", "198.18.81.7", True),        # another subnet on the same LAN, routed on-link
+    (24, "198.18.81.0/24", "198.18.80.255", False),     # the tap network's broadcast stays none
+    (32, "198.18.81.1/32", "198.18.81.2", False)])      # beside the host route: not on the link
+def test_a_router_off_the_taps_subnet_with_an_on_link_route_is_on_its_link(tap, plen, link_route, router,
+                                                                           on_link):
+    # review50b: a bridged LAN whose router is outside the lease's subnet (a /32 lease, the
+    # router reached by an on-link route: a DHCP server's classless static route 'router/32 via
+    # 0.0.0.0', which route-gateway dhcp leaves to the tap's DHCP client, or the user's own
+    # route). The kernel takes a route via it out of the tap, as 2.6's routes; before atk50 our
+    # wait went via it after 30 s, atk50 made it no router at all -- the connection ended at every
+    # 30 s, a working setup refused. What router_on_link says must be what the kernel takes.
+    net = _net(tap, "route-gateway dhcp\n")
+    push = "PUSH_REPLY,redirect-gateway def1"
+    _ip("addr", "add", f"198.18.80.2/{plen}", "dev", tap)
+    _ip("link", "set", tap, "up")
+    _ip("route", "add", link_route, "dev", tap, "scope", "link")
+    try:
+        net.apply(parse_push_reply_untrusted(push), SERVER)
+        assert net.router_on_link(router) is on_link
+        kernel = _ip_text("route", "add", "198.18.99.0/24", "via", router, "dev", tap)
+        assert (kernel == "") is on_link, f"the kernel says {kernel!r} of a route via {router}"
+    finally:
+        net.close()
