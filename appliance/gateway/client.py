@@ -1786,9 +1786,11 @@ class ClientGateway(SignalWakes):
         if self.conn is not c:
             return
         alone, self._router_wait = self._router_wait, None
-        if alone is not None and self._dhcp_routers:
+        if self._dhcp_routers:
+            # (With route-delay too, review50b: a forged ACK after the real one had the halves
+            # refused, and every reconnect waited its delay again to reuse that router.)
             on_link = next((r for r in reversed(self._dhcp_routers) if self.net.router_on_link(r)), None)
-            if on_link is None and self.clock() < alone[2] + ROUTER_WAIT:
+            if alone is not None and on_link is None and self.clock() < alone[2] + ROUTER_WAIT:
                 # The ACK's router came before the DHCP client on the tap took the ACK's address:
                 # routes via it wait for that too (ROUTER_ON_LINK_POLL), within the same deadline.
                 self._router_wait = alone

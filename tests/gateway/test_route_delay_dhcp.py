@@ -292,3 +292,30 @@ def test_a_forged_ack_after_the_real_one_does_not_replace_its_router(pki, tmp_pa
     rup_env = _records(log)[1][2]
     assert rup_env.get("route_vpn_gateway") == "198.19.1.1"
     c._cleanup()
+
+
+class LanDelayNet(WaitingNet):
+    """As WaitingNet (route-delay), the tap on 198.19.1.0/24 with its lease in."""
+
+    def router_on_link(self, router: str) -> bool:
+        return router.startswith("198.19.1.") and router != "198.19.1.255"
+
+
+@pytest.mark.parametrize("forged", ["198.19.1.255", "10.9.9.9"])
+def test_with_route_delay_a_forged_ack_after_the_real_one_does_not_replace_its_router(pki, tmp_path, monkeypatch,
+                                                                                     forged):
+    # review50b: atk50's choice (the newest router on the tap's network) was made in the wait
+    # without route-delay only. With `route-delay N` the last ACK's router went in: a forged ACK
+    # after the real one (the tap network's broadcast, or a router off it) had the kernel refuse
+    # the halves, the connection ended -- and every reconnect, waiting N s again, reused it.
+    monkeypatch.setattr(gateway_world, "FakeTunnelNetwork", LanDelayNet)
+    log = tmp_path / "log"
+    w, c, tap = _client(pki, tmp_path, log)
+    net = w.client_nets[0]
+    assert w.run(lambda: log.exists() and "== up" in log.read_text(), max_time=20)
+    c._dhcp_router("198.19.1.1")                # the real ACK
+    c._dhcp_router(forged)                      # the forged one, right after it
+    assert w.run(lambda: any(",CONNECTED," in x for x in tap.got), max_time=30)
+    assert net.added == ["198.19.1.1"]
+    assert _records(log)[1][2].get("route_vpn_gateway") == "198.19.1.1"
+    c._cleanup()
