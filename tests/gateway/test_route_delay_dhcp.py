@@ -319,3 +319,24 @@ def test_with_route_delay_a_forged_ack_after_the_real_one_does_not_replace_its_r
     assert net.added == ["198.19.1.1"]
     assert _records(log)[1][2].get("route_vpn_gateway") == "198.19.1.1"
     c._cleanup()
+
+
+@pytest.mark.parametrize("forged", ["0.0.0.0", "255.255.255.255"])
+def test_a_reconnect_after_a_forged_ack_goes_via_the_known_router_at_once(pki, tmp_path, monkeypatch, forged):
+    # review50b: the last connection's real ACK, then a forged one naming a router no route can
+    # go via (atk50's _dhcp_router filter: no test failed without it). Taken, it was "the
+    # router" at the reconnect, which then held the redirect the whole 30 s wait before the
+    # history's on-link router went in; not taken, the known router goes in at once.
+    monkeypatch.setattr(gateway_world, "FakeTunnelNetwork", LanNet)
+    monkeypatch.setattr(LanNet, "leased", True)             # the tap keeps its lease
+    log = tmp_path / "log"
+    w, c, tap = _client_without_delay(pki, tmp_path, log)
+    net = w.client_nets[0]
+    c._dhcp_router("198.19.1.1")                # learned on the last connection ...
+    c._dhcp_router(forged)                      # ... and a forged ACK after it
+    assert w.run(lambda: log.exists() and "== up" in log.read_text(), max_time=20)
+    up_at = w.clock()
+    assert w.run(lambda: any(",CONNECTED," in x for x in tap.got), max_time=40)
+    assert w.clock() - up_at < 5, f"the known router waited {w.clock() - up_at:.1f} s"
+    assert net.added == ["198.19.1.1"]
+    c._cleanup()
