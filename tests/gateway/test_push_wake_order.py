@@ -219,3 +219,37 @@ def test_the_note_of_the_tunnels_address_is_read_in_the_pushs_wake_up(pki):
     read = log.index(("notes read", 1))
     assert first < read and "wake" not in log[first:read], log[first - 1:read + 1]   # the same wake-up
     assert len(restored) == 1, restored                 # the hint still armed its check
+
+
+def test_a_bug_in_reading_the_note_at_the_push_does_not_end_the_session(pki):
+    """Our bug in the route watch's reading at the push (RouteKeeper.read_now) is counted and
+    logged as the loop counts it in a wake-up of the watch's own; the tunnel just brought up stays
+    up, and the note is still judged at the watch's next wake-up. Before (review50d), it went up
+    to the push wake-up's guard, which ended the session and started the client over."""
+    w, c, net, log = _client(pki, "none")
+    watch = _NotedWatch(w.net)
+    c.ports.route_watch = lambda: watch
+    restored: list = []
+    net.restore_routes = lambda: (restored.append(w.clock()), ([], []))[1]
+    net.kept_routes = lambda: [{"dst": "198.19.0.0", "prefixlen": 24, "oif": 7}]
+    apply = net.apply
+
+    def apply_and_note(pushed, remote_ip):
+        apply(pushed, remote_ip)
+        watch.notes.append("RTM_NEWADDR tun-client")
+    net.apply = apply_and_note
+    changed, bugs = watch.changed, []
+
+    def buggy_once(limit: int = 16) -> bool:
+        if not bugs:
+            bugs.append(w.clock())
+            raise RuntimeError("a bug of ours judging a note")
+        return changed(limit)
+    watch.changed = buggy_once
+    c.start()
+    assert w.run(lambda: c.conn is not None and c.conn.was_up, max_time=30), "tunnel did not come up"
+    s = c.conn.session
+    w.run_for(2)
+    assert bugs and c.faults.counts.get("internal error") == 1, c.faults.counts
+    assert c.conn is not None and c.conn.session is s and not s.closed and c.connections == 1
+    assert len(restored) == 1, restored                 # the note, read at the watch's wake-up, still counts
