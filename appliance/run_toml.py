@@ -121,11 +121,19 @@ def lan_networks4(cfg: ApplianceConfig) -> list[ipaddress.IPv4Network]:
     return [n for n in nets if isinstance(n, ipaddress.IPv4Network)]
 
 
+def server_listen(cfg: ApplianceConfig) -> tuple[int, str] | None:
+    """A server's (port, proto) as its socket is bound (ServerGateway.bind_addr): the last `port`
+    or `lport` line's, as OpenVPN 2.6 (`rport` is a remote's). The kill switch lets this port's
+    replies out of the WAN; it opened `port`'s (what `rport` set), so a profile with `lport`, or
+    `rport` after `port`, had its server's packets dropped once their conntrack entry lapsed."""
+    o = cfg.vpn_options
+    return (o.local_port, o.proto) if cfg.vpn.role == "server" else None
+
+
 def install_rules(cfg: ApplianceConfig, wan_if: str, lan_if: str | None, endpoints: list[Endpoint],
                   undo: Undo, wan_ipv6: bool = False) -> str:
     """Kill switch + NAT, before the tunnel exists; returns the ruleset text (for logs/tests)."""
-    o = cfg.vpn_options
-    listen = (o.port, o.proto) if cfg.vpn.role == "server" else None
+    listen = server_listen(cfg)
     lan_nets = lan_networks(cfg, lan_if)                 # the only sources taken from the LAN NIC
     text = killswitch.render_router(wan_if, cfg.tun_name, lan_if, cfg.lan.nat if cfg.lan else False,
                                     cfg.vpn.role, endpoints, listen, wan_ipv6, lan_nets,

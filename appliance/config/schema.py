@@ -360,7 +360,7 @@ def summary(cfg: ApplianceConfig) -> str:
         for r in o.remotes:
             out.append(f"  remote {r.host} {r.port} {r.proto}")
     else:
-        out.append(f"  listen {o.proto} port {o.port}, server {' '.join(o.server) if o.server else '-'}")
+        out.append(f"  listen {o.proto} port {o.local_port}, server {' '.join(o.server) if o.server else '-'}")
     out.append("kill switch: forward policy drop; LAN never reaches the WAN; WAN output only the VPN transport,"
                " DHCP and established")
     for n in o.notes:
