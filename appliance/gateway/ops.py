@@ -134,14 +134,17 @@ def restart_only_changes(old, new) -> list[str]:
     for f in RESTART_ONLY:
         if getattr(new, f) == getattr(old, f):
             continue
+        if f in ("port", "lport"):
+            # Kept as they were, said only where the port listened on moves (local_port, below):
+            # `rport`, or an `lport` naming the port already listened on, moves nothing -- each
+            # was told as "port/lport: changed; takes effect at restart" (review50e).
+            setattr(new, f, getattr(old, f))
+            continue
         name = _DIRECTIVE_OF.get(f, f.replace("_", "-"))
         path, line = new.source.get(f) or old.source.get(f) or (new.path, None)
         if f == "local_port":               # set by `port` or `lport`: named as the line that sets it
             src = new.source if f in new.source else old.source
             name = "lport" if src.get("lport") == src.get(f) else "port"
-            setattr(new, f, getattr(old, f))
-            if any(f": {name}: " in w for w in out):
-                continue                    # that line's change is said once
         out.append(str(ConfigError("changed; takes effect at restart (kept as it was until then)", path, line, name)))
         setattr(new, f, getattr(old, f))
     return out

@@ -271,6 +271,9 @@ def test_the_local_port_is_the_last_port_or_lport_as_2_6_sets_it(lines, remote_p
 @pytest.mark.parametrize("before, after, named", [
     ("port 1195\nlport 1196", "lport 1196\nport 1195", ["port"]),      # the same lines, another order
     ("port 1195", "port 1196", ["port"]), ("lport 1195", "lport 1196", ["lport"]),
+    # review50e: nothing listened on moves, nothing is said (each was "changed; takes effect at restart")
+    ("port 1194", "port 1194\nrport 1200", []), ("", "lport 1194", []),
+    ("lport 1195", "lport 1195\nport 1196\nlport 1195", []),
 ])
 def test_a_reload_that_moves_the_listening_port_is_told_once_and_keeps_it(before, after, named):
     """compat50: the port listened on is the last port/lport line's; a reload cannot move the socket,
