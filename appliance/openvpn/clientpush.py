@@ -162,8 +162,11 @@ class ClientPush:
             opts.append(self._ifconfig_ipv6_push(rec, want6))
         elif self.st.pool6 is not None and rec.vaddr6 is None and not pool_full:
             mem = self._memory()
-            want6 = mem.want(rec.common_name)[1] if mem is not None else None
-            rec.vaddr6 = (self.st.pool6.lease_wanted(want6) if want6 else None) or self.st.pool6.lease()
+            # Not `want6` (the ccd's static address, which keeps the memory as it is, below): a
+            # remembered address the pool cannot give (past its 65,536, or held) is replaced
+            # there by the one handed out instead, as 2.6 rewrites its pool file (review50e).
+            remembered6 = mem.want(rec.common_name)[1] if mem is not None else None
+            rec.vaddr6 = (self.st.pool6.lease_wanted(remembered6) if remembered6 else None) or self.st.pool6.lease()
             if rec.vaddr6 is not None:
                 rec.pool6_lease = rec.vaddr6
                 opts.append(self.st.pool6.ifconfig_push(rec.vaddr6))

@@ -109,3 +109,4 @@ def test_unauthenticated_packets_of_every_kind_cost_a_mixed_server_nothing(pki):
     assert d.take_outgoing() == []
     assert not d.by_addr and not d.pending and not d._cookie_keys
     assert sum(d.stats.values()) >= n, d.stats
+
