@@ -52,7 +52,9 @@ DELIBERATE = {
     "text after the end tag": lambda text: re.search(r"^[ \t]*</[^>]*>[ \t]*[^\s#;]", text, re.M) is not None,
     # 2.6 reads an end tag's line past its first 255 bytes as a line of its own: a comment there
     # that runs on into a directive applies that directive (compat50).
-    "the end tag's line is": lambda text: re.search(r"^[ \t]*</[^>]*>[^\n]{249,}", text, re.M) is not None,
+    # Bytes, not characters (review50e): 124 two-byte letters take 248 of the 255.
+    "the end tag's line is": lambda text: any(len(m.group().encode("utf-8", "surrogateescape")) >= 254
+                                              for m in re.finditer(r"^[ \t]*</[^>]*>[^\n]*", text, re.M)),
 }
 
 SETENV_OPT = re.compile(r"^\s*[\"']?setenv[\"']?\s+[\"']?opt[\"']?\s", re.M)
@@ -156,6 +158,15 @@ STRUCT: list[tuple[str, dict[str, str], object]] = [
     ("end-tag-comment-256-crlf", {"p.conf": HEAD + "<ca>\r\nx\r\n</ca> # " + "c" * 247 + "\r\n" + PEM[13:]}, None),
     ("end-tag-long-comment-rest-comment", {"p.conf": HEAD + "<ca>\nx\n</ca> " + "#" * 300 + "\n" + PEM[13:]}, None),
     ("end-tag-long-blanks-comment", {"p.conf": HEAD + "<ca>\nx\n</ca>" + " " * 300 + "# c\n" + PEM[13:]}, None),
+    # review50e: bytes, not characters, around byte 255 -- a two-byte letter cut by it leaves a
+    # continuation byte starting the rest (2.6: an unknown option); 124 of them before a directive
+    # hide it in 149 characters; one ending at byte 255 exactly, or a CR there, leaves nothing
+    ("end-tag-letter-cut-at-255", {"p.conf": HEAD + "<ca>\nx\n</ca> #" + "c" * 247 + "\u00e9\n" + PEM[13:]},
+     "the end tag's line is 257 bytes"),
+    ("end-tag-letter-ends-at-255", {"p.conf": HEAD + "<ca>\nx\n</ca> #" + "c" * 246 + "\u00e9\n" + PEM[13:]}, None),
+    ("end-tag-letters-hide-directive", {"p.conf": HEAD + "<ca>\nx\n</ca> #" + "\u00e9" * 124 + "verify-x509-name a\n"
+                                        + PEM[13:]}, "the end tag's line is 274 bytes"),
+    ("end-tag-cr-at-255", {"p.conf": HEAD + "<ca>\r\nx\r\n</ca> #" + "\u00e9" * 124 + "\r\n" + PEM[13:]}, None),
     ("end-tag-long-rest-too-long", {"p.conf": HEAD + "<ca>\nx\n</ca>" + " " * 250 + "#" + "c" * 300 + "\n"
                                     + PEM[13:]}, "the end tag's line is"),
     ("ignore-unknown", {"p.conf": BASE + "ignore-unknown-option frob\n frob \"a b\" ; c\nverify-x509-name a\n"},
