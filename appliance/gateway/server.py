@@ -221,6 +221,7 @@ class ServerGateway(SignalWakes):
             self._bind(addr)
         except OSError as e:
             raise self._bind_failed(addr, e) from None
+        addr = self._bound(addr)
         if self.st.tcp:
             self.pump.watch(self.listener, self._on_accept)
             log.info("listening on TCP %s", fmt_addr(addr))
@@ -235,6 +236,17 @@ class ServerGateway(SignalWakes):
         self.read_crl_in_background(self.st)
         self.ops.start()
         self.ops.up_down("UP")                  # (a management client connected this early hears it)
+
+    def _bound(self, addr):
+        """`lport 0`: the port the kernel chose, for the "listening on" line -- it
+        said ":0", and no client can be pointed at that (2.6 logs the 0 too). Else `addr`."""
+        if addr[1] != 0:
+            return addr
+        sock = getattr(self.listener if self.st.tcp else self.udp, "sock", None)
+        try:
+            return (addr[0], sock.getsockname()[1]) if sock is not None else addr
+        except OSError:
+            return addr
 
     def _bind(self, addr) -> None:
         if self.st.tcp:

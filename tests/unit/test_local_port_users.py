@@ -33,3 +33,19 @@ def test_a_bound_client_binds_the_last_port_or_lport_and_names_it(lines, port):
     assert local is not None and local[1] == port
     if "lport" in lines:
         assert settings_env(o, 0.0)["local_port_1"] == str(port)
+
+
+@pytest.mark.parametrize("tcp", [False, True])
+def test_lport_0_logs_the_port_the_kernel_chose(tcp):
+    """A server with `lport 0` listens on a port the kernel chooses: its "listening on" line says
+    which (it said ":0", as 2.6's log does, which no client can be pointed at)."""
+    import socket
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
+    try:
+        sock.bind(("127.0.0.1", 0))
+        port = SimpleNamespace(sock=sock)
+        gw = SimpleNamespace(st=SimpleNamespace(tcp=tcp), listener=port if tcp else None, udp=None if tcp else port)
+        assert ServerGateway._bound(gw, ("127.0.0.1", 0)) == ("127.0.0.1", sock.getsockname()[1]) != ("127.0.0.1", 0)
+        assert ServerGateway._bound(gw, ("127.0.0.1", 1194)) == ("127.0.0.1", 1194)
+    finally:
+        sock.close()
