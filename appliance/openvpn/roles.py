@@ -68,7 +68,10 @@ def _c_int(text: str) -> int:
     return v - 2**32 if v >= 2**31 else v
 
 
-_BACKOFF_N = re.compile(r"\s*([+-]?\d+)")    # sscanf's " %d" after "backoff": whitespace, a sign, digits
+# sscanf's " %d" after "backoff": C's white space, a sign, ASCII digits. re.ASCII: Python's \s and
+# \d took U+00A0 and any script's digits ('backoff \u00a0300', 'backoff ３００'), a 300 s wait for
+# ours where 2.6.14's sscanf reads no number and waits connect-retry's pause (review50f).
+_BACKOFF_N = re.compile(r"\s*([+-]?\d+)", re.ASCII)
 
 
 def _temp_flags(flags: str) -> tuple[bool, bool, int]:

@@ -88,6 +88,11 @@ def test_auth_failed_temp_keeps_the_server_unless_told_to_advance(pki, message, 
     ("AUTH_FAILED,TEMP[advance no, backoff 30]: busy", 1194, 0, 5),
     ("AUTH_FAILED,TEMP[advance no,backoff 30x]: busy", 1194, 30, 35),
     ("AUTH_FAILED,TEMP[backoff 4294967326]: busy", 1194, 30, 35),
+    # review50f: C's sscanf knows ASCII digits and white space only (checked with glibc: no
+    # number read from these, so no backoff); Python's \s and \d took them and waited 300 s
+    ("AUTH_FAILED,TEMP[backoff \u00a0300]: busy", 1194, 0, 5),
+    ("AUTH_FAILED,TEMP[backoff \uff13\uff10\uff10]: busy", 1194, 0, 5),
+    ("AUTH_FAILED,TEMP[backoff \u0663\u0660\u0660]: busy", 1194, 0, 5),
 ])
 def test_auth_failed_temp_backoff_is_the_least_wait_before_the_next_attempt(pki, message, port, least, most):
     """OpenVPN 2.6 (options_util.c parse_auth_failed_temp reads `backoff N`; init.c
