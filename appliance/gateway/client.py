@@ -1556,7 +1556,7 @@ class ClientGateway(SignalWakes):
                     log.error("TLS error, exiting (tls-exit): %s", e.reason)
                     self._finish(1)
                 elif e.restart:
-                    if self.opts.auth_retry_interact and _asks_again(e.reason):
+                    if self.opts.auth_retry_interact and e.purge_auth:
                         self.forget_passwords()         # as OpenVPN 2.6's AR_INTERACT: ssl_purge_auth
                     if e.skip_addresses:
                         self._more = []         # the name's other addresses too (2.6's advance_next_remote)
@@ -1996,10 +1996,3 @@ def _tcp_local(c: Connection) -> tuple | None:
         return tuple(c.link.t.sock.getsockname()[:2])
     except (AttributeError, OSError):
         return None
-
-
-def _asks_again(reason: str) -> bool:
-    """auth-retry interact: the AUTH_FAILED after which OpenVPN 2.6 purges the credentials -- not a
-    TEMP one, nor the one that only dropped a refused auth-token (push.c receive_auth_failed)."""
-    return reason.startswith("AUTH_FAILED") and not reason.startswith("AUTH_FAILED TEMP") \
-        and not reason.endswith("(auth-token dropped)")

@@ -119,7 +119,10 @@ class SessionClosed(FrozenRecord):
     the other addresses of this remote's name (AUTH_FAILED,TEMP[advance remote]); `tls_error`,
     that the TLS session or its control channel failed (OpenVPN's "tls-error": a handshake or a
     certificate refused, hand-window or tran-window passed, an unanswered control channel), which
-    `tls-exit` turns from a restart into the end of the run."""
+    `tls-exit` turns from a restart into the end of the run; `purge_auth`, that the server refused
+    the password itself (AUTH_FAILED but TEMP, no auth-token in use), after which `auth-retry
+    interact` asks for it again (OpenVPN 2.6: ssl_purge_auth) -- a field, not read from `reason`,
+    whose end is the server's own words."""
     reason: str
     restart: bool
     same_remote: bool = False
@@ -127,6 +130,7 @@ class SessionClosed(FrozenRecord):
     backoff: int = 0
     skip_addresses: bool = False
     tls_error: bool = False
+    purge_auth: bool = False
 
 
 class Warning(FrozenRecord):  # noqa: A001 - an engine event, not the builtin

@@ -236,7 +236,8 @@ class ClientRole:
             else:
                 # auth-retry nointeract: the same server again after the backoff, as OpenVPN 2.6
                 # (push.c receive_auth_failed: SIGUSR1 with no_advance); none: the run ends.
-                s._fail(f"AUTH_FAILED {msg}".strip(), restart=s.cfg.auth_retry, same_remote=s.cfg.auth_retry)
+                s._fail(f"AUTH_FAILED {msg}".strip(), restart=s.cfg.auth_retry, same_remote=s.cfg.auth_retry,
+                        purge_auth=True)
         elif (sig := parse_pushed_signal(text)) is not None:
             self._pushed_signal(sig)
         elif text.startswith("EXIT"):

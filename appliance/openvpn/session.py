@@ -1439,12 +1439,13 @@ class Session(ControlChannel):
         return None if d == _NEVER else d
 
     def _fail(self, reason: str, restart: bool, same_remote: bool = False, next_remote: bool = False,
-              backoff: int = 0, skip_addresses: bool = False, tls_error: bool = False) -> None:
+              backoff: int = 0, skip_addresses: bool = False, tls_error: bool = False,
+              purge_auth: bool = False) -> None:
         if self.closed:
             return
         self.closed = True
         self.events.append(ev.SessionClosed(reason, restart, same_remote, next_remote, backoff, skip_addresses,
-                                            tls_error))
+                                            tls_error, purge_auth))
 
     # ---- data-channel helpers (rare paths)
     def _decompress(self, pt):

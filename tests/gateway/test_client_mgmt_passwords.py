@@ -168,3 +168,24 @@ def test_management_signal_and_forget_disconnect_are_a_clients(pki, tmp_path):
         with pytest.raises(ConfigError) as ei:
             parse_config(client_conf(pki, extra=f"{line}\n"), "/mem/c.ovpn")
         assert f": {line}: needs `management`" in str(ei.value)
+
+
+@pytest.mark.parametrize("message, asks", [
+    ("AUTH_FAILED,refused", True),
+    ("AUTH_FAILED,refused (auth-token dropped)", True),     # the server's words, no token in use
+    ("AUTH_FAILED,TEMP: busy", False),
+])
+def test_auth_retry_interact_forgets_the_password_on_the_refusal_2_6_purges_at(pki, tmp_path, message, asks):
+    """OpenVPN 2.6's receive_auth_failed purges the credentials under auth-retry interact on every
+    AUTH_FAILED but TEMP and one that only dropped an auth-token in use. Ours told them apart by
+    the log reason's text, which ends with the server's words: a server ending its reason with
+    "(auth-token dropped)" had ours send the stored password again instead of asking (review50f)."""
+    w, c, tap = _world(pki, tmp_path, extra="auth-retry interact\n")
+    ask(c, tap, "username Auth alice")
+    ask(c, tap, "password Auth right")
+    assert w.run(lambda: _up(c), max_time=20)
+    inf = next(iter(w.server.ops.info.values()))
+    assert w.server.ops.client_kill(inf.cid, message)
+    assert w.run(lambda: c.connections == 2 or NEED in tap.got, max_time=30), tap.got
+    assert (NEED in tap.got) is asks, (message, tap.got)
+    assert c.result is None
