@@ -312,10 +312,12 @@ class TunnelNetwork(_TunAndRoutes):
             # block-ipv6 on a TUN without IPv6 left ::/1 and 8000::/1 unreachable, or a redirect
             # waiting for its DHCP router holds its halves so (kernel lookups of the server fail
             # outright): such a server goes the pre-tunnel default way.
+            # The way past them is _path_past_holds' (a server on the local network: on-link, as
+            # before any hold -- the pre-tunnel default's gateway for every address sent a LAN
+            # server's packets to a router that may not send them back onto the LAN; review50c).
             refused = self.routes.refuses(":" in remote_ip)
             if refused or RouteSet.goes_via(remote_ip, self.tun.name):
-                path = (RouteSet.net_gateway(":" in remote_ip, not_dev=self.tun.name) if refused
-                        else RouteSet.path_to(remote_ip, not_dev=self.tun.name))
+                path = self._path_past_holds(remote_ip)
                 if path is None:
                     log.warning("no pre-tunnel route to %s: its packets go into the tunnel", remote_ip)
                     return

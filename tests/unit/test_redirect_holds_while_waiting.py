@@ -192,3 +192,27 @@ def test_block_local_re_applied_on_failover_never_reaches_the_lan_directly(insid
     finally:
         net.close()
     assert _held() == set()
+
+
+@pytest.mark.parametrize("redirect", ["redirect-gateway def1", "redirect-gateway def1 block-local"])
+def test_a_failover_to_a_server_on_the_lan_during_route_delay_goes_on_link(inside, redirect):
+    # review50c: a restart during route-delay (ping-restart, SIGUSR1) to the profile's next
+    # `remote` on the local network. reach() gave it a host route via the LAN's gateway whenever
+    # holds were in (it took the pre-tunnel default for every address): the next server's
+    # packets went to the gateway for it to send back onto the LAN -- a router that does not
+    # hairpin drops them. Before the holds (an explicit route-delay until redirect50) that server
+    # was reached on-link. Now as before: on-link, past the held network too.
+    dev = inside()
+    net = _tun_net(dev, "route-delay 5\n")
+    server2 = "198.18.40.50"
+    try:
+        net.apply(parse_push_reply_untrusted(f"PUSH_REPLY,{redirect}" + TUN_ADDR), SERVER)
+        assert "No route to host" in _ip_text("route", "get", OUTSIDE)
+        net.reach(server2)
+        way = _ip_text("route", "get", server2)
+        assert "dev wan" in way and "via" not in way, f"the LAN's server reached via the gateway: {way}"
+        assert "dev wan" in _ip_text("route", "get", SERVER), "the last server's own way went"
+        assert "No route to host" in _ip_text("route", "get", OUTSIDE), "the holds went with the failover"
+    finally:
+        net.close()
+    assert _held() == set()
