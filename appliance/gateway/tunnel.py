@@ -596,6 +596,10 @@ class TunnelNetwork(_TunAndRoutes):
             for v6 in (False, True):
                 if self.opts.route_noexec or not (redirect6 if v6 else redirect4 or local):
                     self.routes.release_holds(v6)   # the last push's, not this one's (_routes_replaced)
+            if not local:
+                # The last push's block-local network (carried over by take_holds): this push does
+                # not block it, so it is reached directly while this one's routes wait (review50c).
+                self.routes.release_holds(False, local_only=True)
         return held
 
     def _blocks_local(self, pushed, redirect4: bool) -> bool:

@@ -151,15 +151,17 @@ class RouteSet:
             self.add(dst, plen, metric=HOLD_METRIC, unreachable=True)      # EEXIST: taken above
         self.local_block, self.local_oif = list(other.local_block), other.local_oif
 
-    def release_holds(self, v6: bool | None = None, replaced_only: bool = False) -> None:
+    def release_holds(self, v6: bool | None = None, replaced_only: bool = False, local_only: bool = False) -> None:
         """Removes hold_halves' routes, and block_local's held ones (the redirect is in, or the
         push is given up); `v6`: only
         that family's; `replaced_only`: only those whose half a route of ours into the tunnel
-        now takes (the others keep refusing: a push failing before its halves went in)."""
+        now takes (the others keep refusing: a push failing before its halves went in);
+        `local_only`: only block_local's (a next push without block-local: review50c)."""
         real = {(s["dst"], s["prefixlen"]) for s in self.added if s["rtype"] == RTN_UNICAST}
         held = [s for s in self.added if s["priority"] == HOLD_METRIC and s["rtype"] == RTN_UNREACHABLE
                 and (v6 is None or (":" in s["dst"]) == v6)
-                and (not replaced_only or (s["dst"], s["prefixlen"]) in real)]
+                and (not replaced_only or (s["dst"], s["prefixlen"]) in real)
+                and (not local_only or (s["dst"], s["prefixlen"]) in self.local_block)]
         if held:
             self._delete(held)
         gw = self.local_gateway

@@ -216,3 +216,31 @@ def test_a_failover_to_a_server_on_the_lan_during_route_delay_goes_on_link(insid
     finally:
         net.close()
     assert _held() == set()
+
+
+def test_a_push_without_block_local_after_one_with_it_leaves_the_lan_direct_during_its_delay(inside):
+    # review50c: a failover (or a changed push) to a server whose redirect has no block-local,
+    # after one whose had it, with route-delay: the re-apply carried block-local's held network
+    # over (take_holds) and the next push's wait kept it, so the local network -- a printer, a
+    # DNS server on it -- was refused for the whole delay of a push that does not block it.
+    # It goes direct as the next push is applied; the redirect's halves stay held.
+    dev = inside()
+    net = _tun_net(dev, "route-delay 5\n")
+    server2 = "198.18.60.10"
+    try:
+        net.apply(parse_push_reply_untrusted("PUSH_REPLY,redirect-gateway def1 block-local" + TUN_ADDR), SERVER)
+        assert net.add_waiting_routes(None) is True
+        assert f"dev {dev}" in _ip_text("route", "get", LAN_HOST)
+        net.reach(server2)
+        net.apply(parse_push_reply_untrusted("PUSH_REPLY,redirect-gateway def1" + TUN_ADDR), server2)
+        assert net.routes_waiting is not None and _held() == HALVES
+        assert "No route to host" in _ip_text("route", "get", OUTSIDE)
+        way = _ip_text("route", "get", LAN_HOST)
+        assert "dev wan" in way and "No route" not in way, f"the local network held by the last push: {way}"
+        assert "dev wan" in _ip_text("route", "get", server2)
+        assert net.add_waiting_routes(None) is True
+        assert _held() == set() and "dev wan" in _ip_text("route", "get", LAN_HOST)
+        assert _ip_text("route", "show", f"{LAN_GW}/32") == "", "block-local's gateway route outlived it"
+    finally:
+        net.close()
+    assert _held() == set()

@@ -55,7 +55,7 @@ class _Routes:
     def keep_path_to(self, ip, path) -> None:
         self.kept.append((ip, path))
 
-    def release_holds(self, v6=None) -> None:
+    def release_holds(self, v6=None, local_only=False) -> None:
         """(No holds here: this push redirects nothing.)"""
 
 
