@@ -35,8 +35,10 @@ it follows, "ready" being a DHCP ACK's router on the tap's network -- the routes
 one came and the DHCP client on the tap took the ACK's address (the router is read from the ACK on
 its way to the tap, a moment before: a route via it then is refused), and with none by the
 window's end the connection ends as at route-delay's end. While the routes wait for
-a router, the redirect's halves refuse traffic (unreachable routes, router/routes.py
-hold_halves) so nothing the user asked into the tunnel leaves outside it meanwhile.
+a router -- or, since redirect50, for an explicit route-delay's N seconds -- the redirect's halves
+(and block-local's network) refuse traffic (unreachable routes, router/routes.py hold_halves,
+tunnel.py _hold_redirect) so nothing the user asked into the tunnel leaves outside it meanwhile;
+2.6 sends it out the host's own routes until then.
 
 Why a module of its own: the client (its timer and route-up) and the tunnel's routes (which wait)
 take the same decision; it is made here once.

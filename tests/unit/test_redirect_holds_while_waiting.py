@@ -95,7 +95,7 @@ def test_block_local_is_held_while_the_routes_wait_for_the_dhcp_router(tap, outs
 
 
 @pytest.mark.parametrize("kind", ["tun", "tap"])
-def test_a_pushed_default_ipv6_route_without_ifconfig_ipv6_is_enforced(inside, tap, kind):
+def test_a_pushed_default_ipv6_route_without_ifconfig_ipv6_is_enforced(inside, tap, kind, caplog):
     # It was skipped ("the server pushed no ifconfig-ipv6"): IPv6 left by the host's own default
     # route. 2.6.14 adds `::/0 dev tun0` behind the host's own default (the interop file shows it
     # leaves there too). Ours: as redirect-gateway ipv6 without ifconfig-ipv6 -- into the TUN and
@@ -109,6 +109,8 @@ def test_a_pushed_default_ipv6_route_without_ifconfig_ipv6_is_enforced(inside, t
         assert f"dev {dev}" in _ip_text("-6", "route", "get", OUTSIDE6), "IPv6 leaves by the host's own route"
         assert HALVES6 <= {r[0] for r in _routes(dev, v6=True)}
         assert net.block_ipv6 is (kind == "tun")
+        # (review50c: the route's own line said "skipped" beside the enforcement's)
+        assert "route-ipv6 ::/0 without ifconfig-ipv6" in caplog.text and "skipped" not in caplog.text, caplog.text
     finally:
         net.close()
     assert "dev wan" in _ip_text("-6", "route", "get", OUTSIDE6)
