@@ -300,7 +300,8 @@ opts = parse_config(f"client\\ndev {dev}\\ndev-type tap\\nremote 198.18.60.9\\n<
 net = TunnelNetwork(opts)
 net.prepare()
 if sys.argv[3] == "hold":
-    net.apply(parse_push_reply_untrusted("PUSH_REPLY,route-gateway dhcp,redirect-gateway def1"), "198.18.60.9")
+    net.apply(parse_push_reply_untrusted("PUSH_REPLY,route-gateway dhcp,redirect-gateway def1 block-local"),
+              "198.18.60.9")
 print("ready", flush=True)
 time.sleep(60)
 """
@@ -327,16 +328,23 @@ def test_a_killed_clients_holds_go_at_the_profiles_next_start(ns, tmp_path):  # 
         return subprocess.run(["ip", "-n", ns, "route", "show", "type", "unreachable"], capture_output=True,
                               text=True, timeout=10).stdout
 
+    # (block-local's held network and its gateway's direct route too: redirect50, review50c)
+    mine = ("0.0.0.0/1", "128.0.0.0/1", "198.18.40.0/25", "198.18.40.128/25")
     p = run("hold")
     try:
         assert "0.0.0.0/1" in held()
     finally:
         os.kill(p.pid, signal.SIGKILL)
         p.wait(timeout=10)
-    assert "0.0.0.0/1" in held() and "128.0.0.0/1" in held(), "the holds went with the process"
+    assert all(h in held() for h in mine), ("the holds went with the process", held())
+    assert subprocess.run(["ip", "-n", ns, "route", "show", "198.18.40.254/32"], capture_output=True, text=True,
+                          timeout=10).stdout, "block-local's gateway route went with the process"
     p = run("start")                            # the same profile again: prepare() takes the record over
     try:
-        assert "0.0.0.0/1" not in held() and "128.0.0.0/1" not in held(), held()
+        assert not any(h in held() for h in mine), held()
+        gw = subprocess.run(["ip", "-n", ns, "route", "show", "198.18.40.254/32"], capture_output=True, text=True,
+                            timeout=10).stdout
+        assert gw == "", f"block-local's gateway route stayed: {gw}"
     finally:
         os.kill(p.pid, signal.SIGKILL)
         p.wait(timeout=10)
