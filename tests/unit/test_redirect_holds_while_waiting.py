@@ -246,3 +246,26 @@ def test_a_push_without_block_local_after_one_with_it_leaves_the_lan_direct_duri
     finally:
         net.close()
     assert _held() == set()
+
+
+def test_pushes_re_applied_many_times_while_held_leave_one_set_of_holds(inside):
+    # review50c, a hostile server (or a flapping pair) re-pushing during the wait: each re-apply
+    # carries the holds over (take_holds) and holds again; neither the kernel's routes nor ours
+    # on record may grow with the count.
+    dev = inside()
+    net = _tun_net(dev, "route-delay 5\n")
+    pushes = ["PUSH_REPLY,redirect-gateway def1 block-local" + TUN_ADDR,
+              "PUSH_REPLY,redirect-gateway def1 block-local,route-ipv6 ::/0" + TUN_ADDR]
+    try:
+        for i in range(12):
+            server = ("198.18.60.10", SERVER)[i % 2]
+            net.reach(server)
+            net.apply(parse_push_reply_untrusted(pushes[i % 2]), server)
+            assert _held() == HALVES | LAN_HALVES
+            assert len(net.routes.added) <= 8, net.routes.added    # 2 + 2 held (+ 2 IPv6), server, gateway
+        assert _held(v6=True) == HALVES6
+        assert "No route to host" in _ip_text("route", "get", OUTSIDE)
+        assert net.add_waiting_routes(None) is True and _held() == set() and _held(v6=True) == set()
+    finally:
+        net.close()
+    assert _held() == set()
