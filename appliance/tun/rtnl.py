@@ -320,28 +320,26 @@ class Rtnl:
         (None: the default routes), in every table."""
         want = _ip_bytes(dst)[1] if dst is not None else None
         out = []
-        for mtype, msg in self.request(RTM_GETROUTE, NLM_F_DUMP, _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)):
-            if mtype != RTM_NEWROUTE or len(msg) < _RTMSG.size:
-                continue
-            fam, dst_len, _s, _t, table, _p, _sc, _ty, _f = _RTMSG.unpack_from(msg)
-            a = _attrs(msg, _RTMSG.size)
+        for (fam, dst_len, _s, _t, table, _p, _sc, _ty, _f), a in self._route_dump(family):
             if fam != family or a.get(RTA_DST) != want or (want is not None and dst_len != prefixlen):
                 continue
             table = _u32(a.get(RTA_TABLE)) or table
             out.append((table, _u32(a.get(RTA_OIF)), _ip_str(fam, a.get(RTA_GATEWAY)), _u32(a.get(RTA_PRIORITY)) or 0))
         return out
 
+    def _route_dump(self, family: int) -> Iterator[tuple[tuple[int, ...], dict[int, bytes]]]:
+        """Each route of a dump of the family, as (its rtmsg header's fields, its attributes):
+        the one reading of RTM_GETROUTE dumps that routes_to and link_routes filter."""
+        for mtype, msg in self.request(RTM_GETROUTE, NLM_F_DUMP, _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)):
+            if mtype == RTM_NEWROUTE and len(msg) >= _RTMSG.size:
+                yield _RTMSG.unpack_from(msg), _attrs(msg, _RTMSG.size)
 
     def link_routes(self, family: int, oif: int) -> list[tuple[str, int]]:
         """(destination, prefix length) of each on-link route out of link `oif` in the main
         table: unicast, scope link, no gateway -- the routes the kernel finds a gateway by when
         a route via it out of that link is added (its addresses' own prefix routes among them)."""
         out = []
-        for mtype, msg in self.request(RTM_GETROUTE, NLM_F_DUMP, _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)):
-            if mtype != RTM_NEWROUTE or len(msg) < _RTMSG.size:
-                continue
-            fam, dst_len, _s, _t, table, _p, scope, rtype, _f = _RTMSG.unpack_from(msg)
-            a = _attrs(msg, _RTMSG.size)
+        for (fam, dst_len, _s, _t, table, _p, scope, rtype, _f), a in self._route_dump(family):
             if (fam != family or rtype != RTN_UNICAST or scope != RT_SCOPE_LINK or RTA_GATEWAY in a
                     or (_u32(a.get(RTA_TABLE)) or table) != RT_TABLE_MAIN or _u32(a.get(RTA_OIF)) != oif):
                 continue
