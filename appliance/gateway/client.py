@@ -187,6 +187,7 @@ class ClientGateway(SignalWakes):
         # (connection, push, since): the routes wait for a DHCP router alone (no route-delay)
         self._router_wait: tuple | None = None
         self._dhcp_router_said = float("-inf")
+        self._routers_checked = float("-inf")     # when _route_delay_over last asked which router is on the tap's network
         self._unusable_router_note = NoteLimit(DHCP_ROUTER_LOG_EVERY)
         self._takeover: TakeOver | None = None       # p2p tls-server: a new session beside the live one
         self._tcp_listener: tuple | None = None      # p2p tls-server over TCP: (listener, allowed) until a peer
@@ -1770,7 +1771,11 @@ class ClientGateway(SignalWakes):
         if self._router_wait is not None and usable_router(router) is not None \
                 and self.pump.timers.armed("route-delay"):
             c, pushed, _since = self._router_wait      # the routes waited for this router alone: in now
-            self.pump.timers.arm("route-delay", self.clock(), lambda: self._route_delay_over(c, pushed))
+            # ... but not sooner than a poll after the last look: each look asks the kernel (two
+            # dumps a kept router), and a host on the bridged LAN sending ACKs that name routers
+            # in turn had one look per ACK, hundreds a second through the wait (review50b).
+            self.pump.timers.arm("route-delay", max(self.clock(), self._routers_checked + ROUTER_ON_LINK_POLL),
+                                 lambda: self._route_delay_over(c, pushed))
         self.updown.route_setenv(route_vpn_gateway=router)     # 2.6's route_list_add_vpn_gateway
         now = self.clock()
         if now - self._dhcp_router_said >= DHCP_ROUTER_LOG_EVERY:
@@ -1787,6 +1792,7 @@ class ClientGateway(SignalWakes):
             return
         alone, self._router_wait = self._router_wait, None
         if self._dhcp_routers:
+            self._routers_checked = self.clock()
             # (With route-delay too, review50b: a forged ACK after the real one had the halves
             # refused, and every reconnect waited its delay again to reuse that router.)
             on_link = next((r for r in reversed(self._dhcp_routers) if self.net.router_on_link(r)), None)

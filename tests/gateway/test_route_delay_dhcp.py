@@ -340,3 +340,43 @@ def test_a_reconnect_after_a_forged_ack_goes_via_the_known_router_at_once(pki, t
     assert w.clock() - up_at < 5, f"the known router waited {w.clock() - up_at:.1f} s"
     assert net.added == ["198.19.1.1"]
     c._cleanup()
+
+
+class CountingLanNet(LanNet):
+    """As LanNet, counting the looks at which router is on the tap's network (each one asks the
+    kernel: RouteSet.on_link's address and route dumps)."""
+
+    looks = 0
+
+    def router_on_link(self, router: str) -> bool:
+        self.looks += 1
+        return super().router_on_link(router)
+
+
+def test_acks_naming_routers_in_turn_cost_at_most_a_look_per_poll(pki, tmp_path, monkeypatch):
+    # review50b: while the routes wait for a router on the tap's network, every ACK with a new
+    # router had the wait look at once -- up to two kernel dumps per kept router (4) -- so a host
+    # on the bridged LAN sending ACKs naming routers in turn (the DHCP reply budget lets ~200 a
+    # second through) had hundreds of dumps a second for the 30 s wait. Now a look comes at most
+    # once per ROUTER_ON_LINK_POLL, and the routes still go in at the first poll after the lease.
+    monkeypatch.setattr(gateway_world, "FakeTunnelNetwork", CountingLanNet)
+    log = tmp_path / "log"
+    w, c, tap = _client_without_delay(pki, tmp_path, log)
+    net = w.client_nets[0]
+    assert w.run(lambda: log.exists() and "== up" in log.read_text(), max_time=20)
+    c._dhcp_router("198.19.1.1")                # the real ACK, its lease not yet on the tap
+    start, acks = w.clock(), 200
+    for i in range(acks):                       # one second of forged ACKs, 5 ms apart, each its own wake-up
+        c._dhcp_router(f"10.9.9.{1 + i % 8}")
+        w.clock.t += 0.005
+        w.run(lambda: False, max_time=0, max_steps=20)      # what is due by now, the clock held
+    seconds = w.clock() - start
+    kept = client_mod.DHCP_ROUTERS_KEPT
+    assert net.looks <= kept * (seconds / client_mod.ROUTER_ON_LINK_POLL + 2), \
+        f"{net.looks} looks for {acks} ACKs in {seconds:.2f} s"
+    assert net.added == [] and not any(",CONNECTED," in x for x in tap.got)
+    c._dhcp_router("198.19.1.1")                # the real router again (a renewal) ...
+    net.leased = True                           # ... and the lease on the tap
+    assert w.run(lambda: any(",CONNECTED," in x for x in tap.got), max_time=5), net.added
+    assert net.added == ["198.19.1.1"]
+    c._cleanup()
